@@ -1,0 +1,67 @@
+"""Configuration from the environment (prefix ``CARD_``) with zero-configuration defaults.
+
+The default database is an embedded SQLite file under ``var/`` so that one point or a laptop runs with
+nothing to set up; a ministry deployment sets ``CARD_DATABASE_URL`` to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SYRIA_GOVERNORATES: tuple[str, ...] = (
+    "damascus",
+    "rif_dimashq",
+    "aleppo",
+    "homs",
+    "hama",
+    "latakia",
+    "tartus",
+    "idlib",
+    "raqqa",
+    "deir_ez_zor",
+    "hasakah",
+    "daraa",
+    "as_suwayda",
+    "quneitra",
+)
+
+VAR_DIR = Path("var")
+
+
+def _jwt_secret_default() -> SecretStr:
+    """A secret kept in ``var/`` so tokens survive a restart without one sitting in the repo."""
+    path = VAR_DIR / "jwt.secret"
+    try:
+        return SecretStr(path.read_text().strip())
+    except FileNotFoundError:
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        path.write_text(value)
+        path.chmod(0o600)
+        return SecretStr(value)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CARD_", env_file=".env", extra="ignore")
+
+    database_url: str = f"sqlite:///{VAR_DIR / 'smartcard.sqlite3'}"
+    governorates: tuple[str, ...] = SYRIA_GOVERNORATES
+    jwt_secret: SecretStr = Field(default_factory=_jwt_secret_default)
+    jwt_algorithm: str = "HS256"
+    access_token_minutes: int = 60
+    # Redemption engine group commit: at most this many items per transaction, waiting at most this long.
+    group_max_items: int = 512
+    group_max_wait_ms: float = 2.0
+    hold_ttl_s: int = 15 * 60
+    db_pool_size: int = 10
+    log_json: bool = True
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
