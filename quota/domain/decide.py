@@ -1,0 +1,299 @@
+"""Decide one movement of one allowance: pure, no I/O, no clock.
+
+The engine reads the allowance row, calls a function here with the row's state, the rule's
+``Terms``, the request and ``now``, and writes back the returned state in the same transaction. Every
+check a redemption needs (rolling window, batches, fill cap, gap, binding, allowance, tiers) reads
+only that one row, so the hot path stays one UPDATE and one INSERT. Keeping it pure lets the same
+code decide on SQLite, on PostgreSQL and in unit tests, and makes a group of redemptions resolved in
+a fixed order give exactly the results of a serial execution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from quota.domain.terms import PeriodKind, Terms
+
+
+class Result(StrEnum):
+    """Snake_case facts shared by the API, the journal and the reader."""
+
+    OK = "ok"
+    EXCEEDS_ALLOWANCE = "exceeds_allowance"
+    NOT_ELIGIBLE = "not_eligible"
+    CARD_BLOCKED = "card_blocked"
+    CARD_UNKNOWN = "card_unknown"
+    EXISTS_WITH_DIFFERENT_PAYLOAD = "exists_with_different_payload"
+    POINT_OUT_OF_STOCK = "point_out_of_stock"
+    POINT_UNKNOWN = "point_unknown"
+    PRODUCT_NOT_SERVED = "product_not_served"
+    HOLD_EXPIRED = "hold_expired"
+    HOLD_NOT_PENDING = "hold_not_pending"
+    EXCEEDS_HOLD = "exceeds_hold"
+    EXCEEDS_FILL_CAP = "exceeds_fill_cap"
+    TOO_SOON = "too_soon"
+    POINT_NOT_BOUND = "point_not_bound"
+    INVALID_QUANTITY = "invalid_quantity"
+    EXCEEDS_USED = "exceeds_used"
+    BINDING_CHANGES_EXHAUSTED = "binding_changes_exhausted"
+
+
+@dataclass(frozen=True, slots=True)
+class AllowanceState:
+    """The columns of one ``allowances`` row that a decision reads or writes."""
+
+    id: int
+    holder_type: str
+    holder_id: int
+    product_code: str
+    rule_version_id: int
+    period_start: datetime
+    period_end: datetime | None
+    base_qty: int
+    granted_qty: int
+    used_qty: int = 0
+    held_qty: int = 0
+    carried_qty: int = 0
+    topup_qty: int = 0
+    last_redeemed_at: datetime | None = None
+    home_point_code: str | None = None
+    binding_changes: int = 0
+
+    @property
+    def remaining_qty(self) -> int:
+        return self.granted_qty - self.used_qty - self.held_qty
+
+
+@dataclass(frozen=True, slots=True)
+class TierCharge:
+    """The part of one debit that falls in one price tier."""
+
+    tier: str
+    qty: int
+    price_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to one request: ``state`` is the row to write back (unchanged on a refusal)."""
+
+    result: Result
+    state: AllowanceState
+    debit_qty: int = 0
+    price_minor: int = 0
+    charges: tuple[TierCharge, ...] = ()
+    possible_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is Result.OK
+
+    @property
+    def remaining_qty(self) -> int:
+        return self.state.remaining_qty
+
+
+def is_current(state: AllowanceState, terms: Terms, now: datetime) -> bool:
+    """Whether the row serves ``now``; a rolling row always does, it restarts its window itself."""
+    if now < state.period_start:
+        return False
+    if terms.period_kind is PeriodKind.ROLLING:
+        return True
+    return state.period_end is None or now < state.period_end
+
+
+def current_window(state: AllowanceState, terms: Terms, now: datetime) -> AllowanceState:
+    """Open or restart a rolling window ("every N days since the last redemption").
+
+    A rolling window starts at the first redemption after the previous one ended; it then lasts
+    ``rolling_days``. A restart clears what the window used and the one-off top-ups and carry of the
+    ended window; pending holds keep their reservation.
+    """
+    if terms.period_kind is not PeriodKind.ROLLING or terms.rolling_days is None:
+        return state
+    if state.period_end is not None and now < state.period_end:
+        return state
+    end = now + timedelta(days=terms.rolling_days)
+    if state.period_end is None and state.used_qty == 0:
+        return replace(state, period_start=now, period_end=end)
+    extra = state.topup_qty + state.carried_qty
+    return replace(
+        state,
+        period_start=now,
+        period_end=end,
+        used_qty=0,
+        topup_qty=0,
+        carried_qty=0,
+        granted_qty=state.granted_qty - extra,
+    )
+
+
+def released_base_qty(state: AllowanceState, terms: Terms, now: datetime) -> int:
+    """How much of the base entitlement the dated batches have released by ``now``.
+
+    Batches are cumulative: a batch a holder missed stays drawable, so a catch-up batch is simply a
+    later dated release the rule adds (its ``catch_up`` flag marks it for reports). Without batches
+    the whole base entitlement is released at the period start.
+    """
+    if not terms.batches:
+        return state.base_qty
+    released = sum(
+        batch.qty
+        for batch in terms.batches
+        if state.period_start + timedelta(days=batch.offset_days) <= now
+    )
+    return min(released, state.base_qty)
+
+
+def ceiling_qty(state: AllowanceState, terms: Terms, now: datetime) -> int:
+    """The most the row may have used plus held at ``now``; batches gate only the base entitlement."""
+    beyond_base = state.granted_qty - state.base_qty
+    return min(state.granted_qty, released_base_qty(state, terms, now) + beyond_base)
+
+
+def price_charges(state: AllowanceState, terms: Terms, qty: int) -> tuple[TierCharge, ...]:
+    """Price the slice ``[used, used + qty)`` of the period across the tiers.
+
+    The first tier is the base entitlement (or its fixed size) plus carried and topped-up quantity;
+    the later tiers are fixed slices. Each tier's price is rounded half up on its own, in minor units.
+    """
+    charges: list[TierCharge] = []
+    start = state.used_qty
+    end = start + qty
+    lower = 0
+    for index, tier in enumerate(terms.tiers):
+        size = state.base_qty if tier.qty is None else tier.qty
+        if index == 0:
+            size += state.carried_qty + state.topup_qty
+        upper = lower + size
+        overlap = min(end, upper) - max(start, lower)
+        if overlap > 0:
+            price = (overlap * tier.price_minor * 2 + terms.price_per_qty) // (2 * terms.price_per_qty)
+            charges.append(TierCharge(tier.name, overlap, price))
+        lower = upper
+    if terms.tiers and end > lower:
+        last = terms.tiers[-1]
+        overlap = end - max(start, lower)
+        price = (overlap * last.price_minor * 2 + terms.price_per_qty) // (2 * terms.price_per_qty)
+        charges.append(TierCharge(last.name, overlap, price))
+    return tuple(charges)
+
+
+def _check_request(
+    state: AllowanceState, terms: Terms, quantity_qty: int, point_code: str, now: datetime
+) -> Decision | None:
+    """The refusals shared by a redemption and a hold, in the order a clerk would explain them."""
+    if quantity_qty <= 0:
+        return Decision(Result.INVALID_QUANTITY, state)
+    if terms.fill_cap_qty is not None and quantity_qty > terms.fill_cap_qty:
+        return Decision(Result.EXCEEDS_FILL_CAP, state)
+    if (
+        terms.binding_max_changes is not None
+        and state.home_point_code is not None
+        and state.home_point_code != point_code
+    ):
+        return Decision(Result.POINT_NOT_BOUND, state)
+    if terms.min_gap_s is not None and state.last_redeemed_at is not None:
+        possible_at = state.last_redeemed_at + timedelta(seconds=terms.min_gap_s)
+        if now < possible_at:
+            return Decision(Result.TOO_SOON, state, possible_at=possible_at)
+    if state.used_qty + state.held_qty + quantity_qty > ceiling_qty(state, terms, now):
+        return Decision(Result.EXCEEDS_ALLOWANCE, state)
+    return None
+
+
+def _bind(state: AllowanceState, terms: Terms, point_code: str) -> str | None:
+    if terms.binding_max_changes is not None and state.home_point_code is None:
+        return point_code
+    return state.home_point_code
+
+
+def decide_redeem(
+    state: AllowanceState, terms: Terms, quantity_qty: int, point_code: str, now: datetime
+) -> Decision:
+    """Debit ``quantity_qty`` at ``point_code``, or say why not."""
+    window = current_window(state, terms, now)
+    refusal = _check_request(window, terms, quantity_qty, point_code, now)
+    if refusal is not None:
+        return replace(refusal, state=state)
+    charges = price_charges(window, terms, quantity_qty)
+    new = replace(
+        window,
+        used_qty=window.used_qty + quantity_qty,
+        last_redeemed_at=now,
+        home_point_code=_bind(window, terms, point_code),
+    )
+    return Decision(Result.OK, new, quantity_qty, sum(c.price_minor for c in charges), charges)
+
+
+def decide_hold(
+    state: AllowanceState, terms: Terms, quantity_qty: int, point_code: str, now: datetime
+) -> Decision:
+    """Reserve an estimate (the pump starts): the same checks as a redemption, ``held`` grows."""
+    window = current_window(state, terms, now)
+    refusal = _check_request(window, terms, quantity_qty, point_code, now)
+    if refusal is not None:
+        return replace(refusal, state=state)
+    new = replace(
+        window,
+        held_qty=window.held_qty + quantity_qty,
+        last_redeemed_at=now,
+        home_point_code=_bind(window, terms, point_code),
+    )
+    return Decision(Result.OK, new)
+
+
+def decide_post(
+    state: AllowanceState, terms: Terms, reserved_qty: int, dispensed_qty: int
+) -> Decision:
+    """Post what the pump dispensed (at most the reservation); the rest returns to the allowance."""
+    if dispensed_qty < 0:
+        return Decision(Result.INVALID_QUANTITY, state)
+    if dispensed_qty > reserved_qty:
+        return Decision(Result.EXCEEDS_HOLD, state)
+    released = replace(state, held_qty=max(state.held_qty - reserved_qty, 0))
+    charges = price_charges(released, terms, dispensed_qty)
+    new = replace(released, used_qty=released.used_qty + dispensed_qty)
+    return Decision(Result.OK, new, dispensed_qty, sum(c.price_minor for c in charges), charges)
+
+
+def decide_release(state: AllowanceState, reserved_qty: int) -> Decision:
+    """Void or expire a hold: its whole reservation returns."""
+    return Decision(Result.OK, replace(state, held_qty=max(state.held_qty - reserved_qty, 0)))
+
+
+def decide_reverse(state: AllowanceState, quantity_qty: int) -> Decision:
+    """Credit back a debit; a reversal can never take ``used`` below zero."""
+    if quantity_qty <= 0:
+        return Decision(Result.INVALID_QUANTITY, state)
+    if quantity_qty > state.used_qty:
+        return Decision(Result.EXCEEDS_USED, state)
+    return Decision(Result.OK, replace(state, used_qty=state.used_qty - quantity_qty), -quantity_qty)
+
+
+def decide_topup(state: AllowanceState, quantity_qty: int, cap_qty: int | None = None) -> Decision:
+    """Grant a one-off extra quantity; ``cap_qty`` bounds the top-ups of the period (e.g. 40 L)."""
+    if quantity_qty <= 0:
+        return Decision(Result.INVALID_QUANTITY, state)
+    if cap_qty is not None and state.topup_qty + quantity_qty > cap_qty:
+        return Decision(Result.EXCEEDS_ALLOWANCE, state)
+    new = replace(
+        state,
+        granted_qty=state.granted_qty + quantity_qty,
+        topup_qty=state.topup_qty + quantity_qty,
+    )
+    return Decision(Result.OK, new, 0)
+
+
+def decide_rebind(state: AllowanceState, terms: Terms, point_code: str) -> Decision:
+    """Move the home point; each move after the first binding counts against the period's limit."""
+    if terms.binding_max_changes is None or state.home_point_code == point_code:
+        return Decision(Result.OK, replace(state, home_point_code=point_code))
+    if state.home_point_code is None:
+        return Decision(Result.OK, replace(state, home_point_code=point_code))
+    if state.binding_changes >= terms.binding_max_changes:
+        return Decision(Result.BINDING_CHANGES_EXHAUSTED, state)
+    new = replace(state, home_point_code=point_code, binding_changes=state.binding_changes + 1)
+    return Decision(Result.OK, new)

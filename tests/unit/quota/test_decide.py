@@ -1,0 +1,149 @@
+"""Each refusal of the decision at its boundary, and what a successful debit writes back."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from quota.domain.decide import (
+    AllowanceState,
+    Result,
+    decide_hold,
+    decide_post,
+    decide_rebind,
+    decide_redeem,
+    decide_release,
+    decide_reverse,
+    decide_topup,
+    is_current,
+)
+from quota.domain.terms import BatchRelease, PeriodKind, PriceTier, Terms
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+MONTH = Terms(rule_version_id=1, product_code="sugar", period_kind=PeriodKind.MONTH, price_per_qty=1000,
+              tiers=(PriceTier("subsidised", 350), PriceTier("free", 2000, 1000)))
+
+
+def state(**kw: object) -> AllowanceState:
+    base = AllowanceState(id=1, holder_type="family", holder_id=7, product_code="sugar", rule_version_id=1,
+                          period_start=T0, period_end=T0 + timedelta(days=30), base_qty=4000,
+                          granted_qty=5000)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def test_debit_exactly_to_the_grant_is_ok_and_one_more_is_refused() -> None:
+    d = decide_redeem(state(used_qty=4000), MONTH, 1000, "P1", T0)
+    assert d.result is Result.OK and d.remaining_qty == 0 and d.state.used_qty == 5000
+    refused = decide_redeem(state(used_qty=4000), MONTH, 1001, "P1", T0)
+    assert refused.result is Result.EXCEEDS_ALLOWANCE and refused.state.used_qty == 4000
+
+
+def test_held_quantity_counts_against_the_grant() -> None:
+    assert decide_redeem(state(held_qty=4500), MONTH, 501, "P1", T0).result is Result.EXCEEDS_ALLOWANCE
+    assert decide_redeem(state(held_qty=4500), MONTH, 500, "P1", T0).ok
+
+
+def test_price_is_split_across_tiers() -> None:
+    d = decide_redeem(state(used_qty=3500), MONTH, 1000, "P1", T0)
+    assert [(c.tier, c.qty, c.price_minor) for c in d.charges] == [("subsidised", 500, 175),
+                                                                   ("free", 500, 1000)]
+    assert d.price_minor == 1175
+
+
+def test_topup_extends_the_subsidised_tier_and_the_grant() -> None:
+    d = decide_topup(state(), 2000, cap_qty=40_000)
+    assert d.state.granted_qty == 7000 and d.state.topup_qty == 2000
+    charged = decide_redeem(d.state, MONTH, 6000, "P1", T0)
+    assert charged.charges[0].qty == 6000 and charged.charges[0].tier == "subsidised"
+
+
+def test_topup_cap_is_a_boundary() -> None:
+    assert decide_topup(state(topup_qty=30_000), 10_000, cap_qty=40_000).ok
+    assert decide_topup(state(topup_qty=30_000), 10_001, cap_qty=40_000).result is Result.EXCEEDS_ALLOWANCE
+
+
+def test_fill_cap_exactly_at_the_cap_is_ok() -> None:
+    terms = replace(MONTH, fill_cap_qty=1000)
+    assert decide_redeem(state(), terms, 1000, "P1", T0).ok
+    assert decide_redeem(state(), terms, 1001, "P1", T0).result is Result.EXCEEDS_FILL_CAP
+
+
+def test_minimum_gap_one_millisecond_before_it_ends_is_too_soon() -> None:
+    terms = replace(MONTH, min_gap_s=86_400)
+    last = T0 + timedelta(hours=1)
+    possible = last + timedelta(days=1)
+    early = decide_redeem(state(last_redeemed_at=last), terms, 10, "P1", possible - timedelta(milliseconds=1))
+    assert early.result is Result.TOO_SOON and early.possible_at == possible
+    assert decide_redeem(state(last_redeemed_at=last), terms, 10, "P1", possible).ok
+
+
+def test_binding_sets_home_point_on_first_redemption_then_refuses_elsewhere() -> None:
+    terms = replace(MONTH, binding_max_changes=1)
+    first = decide_redeem(state(), terms, 10, "P1", T0)
+    assert first.state.home_point_code == "P1"
+    assert decide_redeem(first.state, terms, 10, "P2", T0).result is Result.POINT_NOT_BOUND
+    assert decide_redeem(first.state, terms, 10, "P1", T0).ok
+
+
+def test_without_binding_any_point_serves() -> None:
+    first = decide_redeem(state(), MONTH, 10, "P1", T0)
+    assert first.state.home_point_code is None
+    assert decide_redeem(first.state, MONTH, 10, "P2", T0).ok
+
+
+def test_binding_changes_are_counted_up_to_the_limit() -> None:
+    terms = replace(MONTH, binding_max_changes=1)
+    moved = decide_rebind(state(home_point_code="P1"), terms, "P2")
+    assert moved.ok and moved.state.binding_changes == 1
+    assert decide_rebind(moved.state, terms, "P3").result is Result.BINDING_CHANGES_EXHAUSTED
+
+
+def test_rolling_window_starts_at_first_redemption_and_restarts_after_it_ends() -> None:
+    terms = Terms(rule_version_id=2, product_code="gas", period_kind=PeriodKind.ROLLING, rolling_days=23)
+    row = state(product_code="gas", period_end=None, base_qty=1, granted_qty=1)
+    at = T0 + timedelta(days=3)
+    first = decide_redeem(row, terms, 1, "P1", at)
+    assert first.ok and first.state.period_start == at and first.state.period_end == at + timedelta(days=23)
+    before_end = at + timedelta(days=23) - timedelta(milliseconds=1)
+    assert decide_redeem(first.state, terms, 1, "P1", before_end).result is Result.EXCEEDS_ALLOWANCE
+    again = decide_redeem(first.state, terms, 1, "P1", at + timedelta(days=23))
+    assert again.ok and again.state.used_qty == 1 and again.state.period_start == at + timedelta(days=23)
+    assert is_current(first.state, terms, at + timedelta(days=400))
+
+
+def test_calendar_row_is_not_current_after_its_end() -> None:
+    assert is_current(state(), MONTH, T0 + timedelta(days=29))
+    assert not is_current(state(), MONTH, T0 + timedelta(days=30))
+
+
+def test_batches_release_on_their_dates_and_a_missed_batch_stays_drawable() -> None:
+    terms = Terms(rule_version_id=3, product_code="diesel", period_kind=PeriodKind.SEASON,
+                  batches=(BatchRelease(0, 100_000), BatchRelease(60, 100_000),
+                           BatchRelease(120, 0, catch_up=True)))
+    row = state(product_code="diesel", period_end=T0 + timedelta(days=180), base_qty=200_000,
+                granted_qty=200_000)
+    assert decide_redeem(row, terms, 100_000, "P1", T0).ok
+    assert decide_redeem(row, terms, 100_001, "P1", T0).result is Result.EXCEEDS_ALLOWANCE
+    day60 = T0 + timedelta(days=60)
+    assert decide_redeem(row, terms, 100_001, "P1", day60 - timedelta(milliseconds=1)).result \
+        is Result.EXCEEDS_ALLOWANCE
+    assert decide_redeem(row, terms, 200_000, "P1", day60).ok
+
+
+def test_hold_reserves_then_post_less_returns_the_rest() -> None:
+    held = decide_hold(state(), MONTH, 3000, "P1", T0)
+    assert held.ok and held.state.held_qty == 3000 and held.state.used_qty == 0
+    assert decide_redeem(held.state, MONTH, 2001, "P1", T0).result is Result.EXCEEDS_ALLOWANCE
+    posted = decide_post(held.state, MONTH, 3000, 1200)
+    assert posted.state.held_qty == 0 and posted.state.used_qty == 1200 and posted.remaining_qty == 3800
+    assert decide_post(held.state, MONTH, 3000, 3001).result is Result.EXCEEDS_HOLD
+    assert decide_release(held.state, 3000).state.held_qty == 0
+
+
+def test_reversal_credits_used_but_never_below_zero() -> None:
+    assert decide_reverse(state(used_qty=500), 500).state.used_qty == 0
+    assert decide_reverse(state(used_qty=500), 501).result is Result.EXCEEDS_USED
+
+
+def test_zero_or_negative_quantity_is_refused() -> None:
+    assert decide_redeem(state(), MONTH, 0, "P1", T0).result is Result.INVALID_QUANTITY
