@@ -1,0 +1,55 @@
+"""Authentication and role checks as FastAPI dependencies. Every endpoint declares who may call it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+import jwt
+from fastapi import Depends
+from fastapi.security import OAuth2PasswordBearer
+
+from card_backend.auth.principal import Principal, Role
+from card_backend.auth.security import DEVICE_TOKEN_PREFIX, decode_access_token
+from card_backend.auth.service import device_principal
+from card_backend.deps import SessionDep, SettingsDep
+from card_backend.errors import AuthenticationFailed, PermissionDenied
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+def current_principal(
+    session: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> Principal:
+    if not token:
+        raise AuthenticationFailed("sign in first")
+    if token.startswith(DEVICE_TOKEN_PREFIX):
+        principal = device_principal(session, token)
+        if principal is None:
+            raise AuthenticationFailed("unknown or revoked device token", code="invalid_device_token")
+        return principal
+    try:
+        claims = decode_access_token(settings, token)
+        role = Role(claims["role"])
+    except (jwt.PyJWTError, ValueError) as exc:
+        raise AuthenticationFailed("invalid or expired token", code="invalid_token") from exc
+    point = claims.get("point_id")
+    return Principal(kind="user", name=str(claims["sub"]), role=role, point_id=point)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency letting through the given roles (admins always, except for device-only routes)."""
+    allowed = frozenset(roles)
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role in allowed or (principal.role == Role.ADMIN and allowed != {Role.DEVICE}):
+            return principal
+        raise PermissionDenied(f"role {principal.role.value!r} may not do this", code="role_forbidden")
+
+    return check
+
+
+READERS = (Role.REGISTRAR, Role.SUPERVISOR, Role.AUDITOR, Role.CLERK)
