@@ -3,7 +3,7 @@
 # builds with, third-party card clients (scriptor, opensc-tool) and wrk for benchmarks.
 # As root: installs what is missing. Otherwise: prints the exact command and fails.
 set -euo pipefail
-PKGS=(pcscd vsmartcard-vpcd pcsc-tools opensc swig libpcsclite-dev wrk postgresql-client)
+PKGS=(pcscd vsmartcard-vpcd pcsc-tools opensc swig libpcsclite-dev wrk postgresql-client docker-compose)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
