@@ -19,7 +19,7 @@ from datetime import date
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from quota.domain.terms import BatchRelease, PeriodKind, PriceTier, Terms, UnusedPolicy
 
@@ -244,30 +244,55 @@ class Rule(_Strict):
         )
 
 
-_RULES = TypeAdapter(Annotated[tuple[Rule, ...], ListIn])
+class ProductSpec(_Strict):
+    """A product as a rule file declares it (the admin API stores it in ``products``)."""
+
+    code: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,32}$")]
+    name_ar: str
+    name_en: str
+    unit: Literal["ml", "g", "piece", "bundle", "point"]
+    price_per_qty: PositiveInt = 1
+    free_price_minor: NonNegativeInt = 0
+    walk_in: bool = False
 
 
-def _check_unique(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
-    codes = [r.code for r in rules]
-    dupes = sorted({c for c in codes if codes.count(c) > 1})
-    if dupes:
-        raise ValueError(f"duplicate rule codes: {', '.join(dupes)}")
-    return rules
+class RuleSet(_Strict):
+    """A rule file: products (optional) and rules with unique codes."""
+
+    products: Annotated[tuple[ProductSpec, ...], ListIn] = ()
+    rules: Annotated[tuple[Rule, ...], ListIn]
+
+    @model_validator(mode="after")
+    def _unique(self) -> RuleSet:
+        rule_codes = [r.code for r in self.rules]
+        for kind, codes in (("rule", rule_codes), ("product", [p.code for p in self.products])):
+            dupes = sorted({c for c in codes if codes.count(c) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {kind} codes: {', '.join(dupes)}")
+        return self
+
+
+def _ruleset(data: Any) -> RuleSet:
+    if isinstance(data, list):
+        data = {"rules": data}
+    return RuleSet.model_validate(data)
+
+
+def ruleset_from_yaml(text: str) -> RuleSet:
+    """A rule file in YAML: a list of rules, or a mapping with ``rules`` and ``products``."""
+    return _ruleset(yaml.load(text, Loader=yaml.CSafeLoader))
+
+
+def ruleset_from_json(text: str) -> RuleSet:
+    return _ruleset(json.loads(text))
 
 
 def rules_from_yaml(text: str) -> tuple[Rule, ...]:
-    """Rules from a YAML document: a list of rules, or a mapping with a ``rules`` list."""
-    data: Any = yaml.load(text, Loader=yaml.CSafeLoader)
-    if isinstance(data, dict) and set(data) == {"rules"}:
-        data = data["rules"]
-    return _check_unique(_RULES.validate_python(data))
+    return ruleset_from_yaml(text).rules
 
 
 def rules_from_json(text: str) -> tuple[Rule, ...]:
-    data: Any = json.loads(text)
-    if isinstance(data, dict) and set(data) == {"rules"}:
-        data = data["rules"]
-    return _check_unique(_RULES.validate_python(data))
+    return ruleset_from_json(text).rules
 
 
 def rule_from_body(body: dict[str, Any]) -> Rule:
