@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from quota.domain import batches
 from quota.domain.terms import PeriodKind, Terms
 
 
@@ -130,27 +131,14 @@ def current_window(state: AllowanceState, terms: Terms, now: datetime) -> Allowa
     )
 
 
-def released_base_qty(state: AllowanceState, terms: Terms, now: datetime) -> int:
-    """How much of the base entitlement the dated batches have released by ``now``.
-
-    Batches are cumulative: a batch a holder missed stays drawable, so a catch-up batch is simply a
-    later dated release the rule adds (its ``catch_up`` flag marks it for reports). Without batches
-    the whole base entitlement is released at the period start.
-    """
-    if not terms.batches:
-        return state.base_qty
-    released = sum(
-        batch.qty
-        for batch in terms.batches
-        if state.period_start + timedelta(days=batch.offset_days) <= now
-    )
-    return min(released, state.base_qty)
-
-
 def ceiling_qty(state: AllowanceState, terms: Terms, now: datetime) -> int:
-    """The most the row may have used plus held at ``now``; batches gate only the base entitlement."""
-    beyond_base = state.granted_qty - state.base_qty
-    return min(state.granted_qty, released_base_qty(state, terms, now) + beyond_base)
+    """The most the row may have used plus held at ``now``.
+
+    Dated batches gate it with the rule language's semantics (``quota.domain.batches``: regular
+    batches cumulative, a catch-up batch open early to holders who drew nothing), so ``explain``
+    and the ledger can never disagree.
+    """
+    return batches.limit_qty(terms.batches, state.period_start, now, state.granted_qty, state.used_qty)
 
 
 def price_charges(state: AllowanceState, terms: Terms, qty: int) -> tuple[TierCharge, ...]:

@@ -130,6 +130,18 @@ def test_batches_release_on_their_dates_and_a_missed_batch_stays_drawable() -> N
     assert decide_redeem(row, terms, 200_000, "P1", day60).ok
 
 
+def test_catch_up_batch_opens_early_only_to_holders_who_drew_nothing() -> None:
+    terms = Terms(rule_version_id=3, product_code="diesel", period_kind=PeriodKind.SEASON,
+                  batches=(BatchRelease(0, 100_000), BatchRelease(30, 100_000, catch_up=True),
+                           BatchRelease(60, 100_000)))
+    row = state(product_code="diesel", period_end=T0 + timedelta(days=180), base_qty=200_000,
+                granted_qty=200_000)
+    day30 = T0 + timedelta(days=30)
+    assert decide_redeem(row, terms, 200_000, "P1", day30).ok
+    served = replace(row, used_qty=100_000)
+    assert decide_redeem(served, terms, 1, "P1", day30).result is Result.EXCEEDS_ALLOWANCE
+
+
 def test_hold_reserves_then_post_less_returns_the_rest() -> None:
     held = decide_hold(state(), MONTH, 3000, "P1", T0)
     assert held.ok and held.state.held_qty == 3000 and held.state.used_qty == 0

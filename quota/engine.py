@@ -1,0 +1,208 @@
+"""Group commit: many concurrent redemptions, one transaction (and one fsync) per group.
+
+Callers submit to a bounded queue and wait on a future. Writer threads each drain up to
+``max_items`` requests (waiting at most ``max_wait_ms`` for a group to fill), resolve them in one
+transaction (``quota.redemption.resolve_group``), commit, and only then resolve the futures — no
+answer is given before its debit is durable (invariant 4).
+
+Why threads and not an asyncio task: the writer spends its time in the database driver, which releases
+the GIL, so threads let several writers overlap their round trips on one process while the FastAPI
+event loop stays free; the same engine serves synchronous callers (CLI, tests, the benchmark) and async
+endpoints (``await engine.redeem_async(...)`` wraps the future). On PostgreSQL several writers run,
+their groups locking allowance rows in id order so they never deadlock; on SQLite one writer runs.
+
+Bounds: the queue holds at most ``queue_limit`` requests (``EngineBusy`` beyond, so an overloaded
+server answers 503 instead of growing memory); a group holds at most ``max_items``; a group that fails
+on a transient database error is retried at most ``max_attempts`` times, then its callers get the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from quota import ledger_repository as repo
+from quota.redemption import Outcome, Redemption, TermsSource, resolve_group, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class EngineBusy(Exception):
+    """The queue is full: the caller should retry later (HTTP 503)."""
+
+
+class EngineStopped(Exception):
+    """The engine is not running."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: Redemption
+    future: Future[Outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    groups: int
+    items: int
+
+    @property
+    def mean_group(self) -> float:
+        return self.items / self.groups if self.groups else 0.0
+
+
+class GroupCommitEngine:
+    def __init__(
+        self,
+        db: Engine,
+        terms_for: TermsSource,
+        *,
+        max_items: int = 512,
+        max_wait_ms: float = 2.0,
+        writers: int | None = None,
+        queue_limit: int = 16_384,
+        max_attempts: int = 5,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.terms_for = terms_for
+        self.max_items = max_items
+        self.max_wait_s = max_wait_ms / 1000
+        sqlite = db.dialect.name == "sqlite"
+        self.writers = 1 if sqlite else (writers or 2)
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=queue_limit)
+        self._threads: list[threading.Thread] = []
+        self._running = False
+        self._stats_lock = threading.Lock()
+        self._groups = 0
+        self._items = 0
+
+    # lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> GroupCommitEngine:
+        if self._running:
+            return self
+        self._running = True
+        for n in range(self.writers):
+            thread = threading.Thread(target=self._writer, name=f"ledger-writer-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        """Finish what is queued, then stop the writers."""
+        if not self._running:
+            return
+        self._running = False
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+    def __enter__(self) -> GroupCommitEngine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def stats(self) -> EngineStats:
+        with self._stats_lock:
+            return EngineStats(self._groups, self._items)
+
+    # callers ------------------------------------------------------------------------------------
+    def submit(self, request: Redemption) -> Future[Outcome]:
+        if not self._running:
+            raise EngineStopped("the redemption engine is not running")
+        future: Future[Outcome] = Future()
+        try:
+            self._queue.put_nowait(_Pending(request, future))
+        except queue.Full as exc:
+            raise EngineBusy("too many redemptions in flight") from exc
+        return future
+
+    def redeem(self, request: Redemption, timeout_s: float = 30.0) -> Outcome:
+        return self.submit(request).result(timeout_s)
+
+    def redeem_many(self, requests: Sequence[Redemption], timeout_s: float = 60.0) -> list[Outcome]:
+        futures = [self.submit(r) for r in requests]
+        return [f.result(timeout_s) for f in futures]
+
+    async def redeem_async(self, request: Redemption) -> Outcome:
+        return await asyncio.wrap_future(self.submit(request))
+
+    async def redeem_many_async(self, requests: Sequence[Redemption]) -> list[Outcome]:
+        futures = [asyncio.wrap_future(self.submit(r)) for r in requests]
+        return list(await asyncio.gather(*futures))
+
+    # writer -------------------------------------------------------------------------------------
+    def _next_group(self) -> list[_Pending] | None:
+        first = self._queue.get()
+        if first is None:
+            return None
+        group = [first]
+        deadline = time.monotonic() + self.max_wait_s
+        while len(group) < self.max_items:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=left)
+                except queue.Empty:
+                    break
+            if item is None:
+                self._queue.put(None)  # let this writer finish the group, then stop
+                break
+            group.append(item)
+        return group
+
+    def _writer(self) -> None:
+        while True:
+            group = self._next_group()
+            if group is None:
+                return
+            self._commit(group)
+
+    def _commit(self, group: list[_Pending]) -> None:
+        requests = [p.request for p in group]
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                with self.db.begin() as conn:
+                    repo.begin_write(conn)
+                    outcomes = resolve_group(conn, requests, self.terms_for, self.clock)
+            except DBAPIError as exc:
+                # A racing duplicate id, a serialisation failure or a lost connection: retry the group
+                # from scratch (nothing of it was committed), then give up and tell every caller.
+                if attempt < self.max_attempts:
+                    log.warning("group of %d failed (attempt %d): %s", len(group), attempt, exc.orig)
+                    time.sleep(0.001 * attempt)
+                    continue
+                for pending in group:
+                    pending.future.set_exception(exc)
+                return
+            except Exception as exc:  # a bug must not hang the callers
+                log.exception("group of %d failed", len(group))
+                for pending in group:
+                    pending.future.set_exception(exc)
+                return
+            with self._stats_lock:
+                self._groups += 1
+                self._items += len(group)
+            for pending, outcome in zip(group, outcomes, strict=True):
+                pending.future.set_result(outcome)
+            return
