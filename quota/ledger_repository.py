@@ -334,7 +334,7 @@ def family_draws(conn: Connection, family_id: int, limit: int) -> list[dict[str,
             "j.remaining_qty, j.created_at FROM journal j LEFT JOIN cards c ON c.serial = j.card_serial "
             "WHERE j.holder_type = 'family' AND j.holder_id = :family AND j.result = 'ok' "
             "AND j.kind IN ('redeem', 'post', 'reverse', 'topup') ORDER BY j.seq DESC LIMIT :limit"
-        ),
+        ).columns(created_at=DateTime(timezone=True)),
         {"family": family_id, "limit": limit},
     ).mappings()
     return [_entry(row) for row in rows]
@@ -527,3 +527,13 @@ def begin_write(conn: Connection) -> None:
     """On SQLite take the write lock up front: a read that later upgrades can fail with SQLITE_BUSY."""
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def reversal_of(conn: Connection, ref_entry_id: str) -> str | None:
+    """The entry id of the successful reversal of an entry, if any (a debit is reversed once)."""
+    row = conn.execute(
+        select(JOURNAL.c.entry_id).where(
+            JOURNAL.c.ref_entry_id == ref_entry_id, JOURNAL.c.kind == "reverse", JOURNAL.c.result == "ok"
+        )
+    ).first()
+    return None if row is None else str(row[0])

@@ -1,0 +1,335 @@
+"""Ledger use cases: redeem (through the group commit engine), holds, reversals, top-ups, stock, seals.
+
+Each use case other than a redemption is one transaction of its own: it locks the one allowance it
+moves, decides with ``quota.domain.decide`` and appends one journal row. Ids are idempotency keys: a
+hold is keyed by its client-made id; its post, void and expiry by ids derived from it (uuid5), so a
+retried post is applied once. Refusals are journalled and replayed like redemptions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from quota import ledger_repository as repo
+from quota.domain import chain
+from quota.domain.decide import (
+    AllowanceState,
+    Decision,
+    Result,
+    decide_hold,
+    decide_post,
+    decide_rebind,
+    decide_release,
+    decide_reverse,
+    decide_topup,
+    is_current,
+)
+from quota.engine import GroupCommitEngine
+from quota.redemption import (
+    Outcome,
+    Redemption,
+    TermsSource,
+    candidate_keys,
+    outcome_of,
+    payload_hash,
+    replay,
+    utcnow,
+)
+
+HOLD_NAMESPACE = uuid.UUID("5b0c6e0e-3f51-4f0a-9a43-6f1f3c0d9a11")
+DEBIT_KINDS = ("redeem", "post", "reverse", "walk_in")
+
+
+def derived_id(hold_id: str, step: str) -> str:
+    return str(uuid.uuid5(HOLD_NAMESPACE, f"{hold_id}:{step}"))
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """Where a card's request lands: its allowance and terms, or the refusal that stops it."""
+
+    refusal: Result | None
+    holder: tuple[str | None, int | None]
+    state: AllowanceState | None = None
+    terms: Any = None
+
+
+class LedgerService:
+    def __init__(
+        self,
+        db: Engine,
+        terms_for: TermsSource,
+        engine: GroupCommitEngine | None = None,
+        *,
+        hold_ttl_s: int = 15 * 60,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.terms_for = terms_for
+        self.engine = engine
+        self.hold_ttl = timedelta(seconds=hold_ttl_s)
+        self.clock = clock
+
+    # redemptions --------------------------------------------------------------------------------
+    def _engine(self) -> GroupCommitEngine:
+        if self.engine is None:
+            self.engine = GroupCommitEngine(self.db, self.terms_for, clock=self.clock).start()
+        return self.engine
+
+    def redeem(self, request: Redemption) -> Outcome:
+        return self._engine().redeem(request)
+
+    def redeem_batch(self, requests: Sequence[Redemption]) -> list[Outcome]:
+        return self._engine().redeem_many(requests)
+
+    # shared steps -------------------------------------------------------------------------------
+    def _locate(self, conn: Connection, serial: str, product: str, point: str, now: datetime) -> Located:
+        card = repo.find_cards(conn, [serial]).get(serial)
+        if card is None:
+            return Located(Result.CARD_UNKNOWN, (None, None))
+        holder = (card.holder_type, card.holder_id)
+        if card.state != "active":
+            return Located(Result.CARD_BLOCKED, holder)
+        if product not in repo.find_points(conn, [point]).get(point, frozenset()):
+            return Located(Result.PRODUCT_NOT_SERVED, holder)
+        keys = candidate_keys(card, product)
+        states = repo.lock_current_allowances(conn, keys, now)
+        for key in keys:
+            state = states.get(key)
+            if state is not None:
+                terms = self.terms_for(conn, state.rule_version_id)
+                if is_current(state, terms, now):
+                    return Located(None, (state.holder_type, state.holder_id), state, terms)
+        return Located(Result.NOT_ELIGIBLE, holder)
+
+    @staticmethod
+    def _row(entry_id: str, kind: str, request_hash: str, now: datetime, **fields: Any) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "entry_id": entry_id, "kind": kind, "result": Result.OK.value, "allowance_id": None,
+            "holder_type": None, "holder_id": None, "product_code": None, "point_code": None,
+            "card_serial": None, "quantity_qty": 0, "price_minor": 0, "remaining_qty": None,
+            "payload_hash": request_hash, "ref_entry_id": None, "actor": None, "reason": None,
+            "created_at": now,
+        }
+        row.update(fields)
+        return row
+
+    @staticmethod
+    def _state_fields(state: AllowanceState) -> dict[str, Any]:
+        return {"allowance_id": state.id, "holder_type": state.holder_type, "holder_id": state.holder_id,
+                "product_code": state.product_code, "remaining_qty": state.remaining_qty}
+
+    def _apply(self, conn: Connection, row: dict[str, Any], decision: Decision | None) -> Outcome:
+        if decision is not None:
+            row["result"] = decision.result.value
+            if decision.ok:
+                repo.write_allowances(conn, [decision.state])
+                row.update(remaining_qty=decision.remaining_qty)
+        repo.insert_entries(conn, [row])
+        return outcome_of(row, replayed=False)
+
+    # holds --------------------------------------------------------------------------------------
+    def hold(self, hold_id: str, card_serial: str, product: str, quantity_qty: int, point: str,
+             now: datetime | None = None) -> Outcome:
+        """Reserve an estimate (the pump starts); the hold expires after the configured time."""
+        now = now or self.clock()
+        request_hash = payload_hash("hold", card=card_serial, product=product, qty=quantity_qty, point=point)
+        with self.db.begin() as conn:
+            repo.begin_write(conn)
+            stored = repo.find_entries(conn, [hold_id]).get(hold_id)
+            if stored is not None:
+                return replay(stored, request_hash, hold_id)
+            where = self._locate(conn, card_serial, product, point, now)
+            row = self._row(hold_id, "hold", request_hash, now, product_code=product, point_code=point,
+                            card_serial=card_serial, holder_type=where.holder[0], holder_id=where.holder[1])
+            if where.refusal is not None or where.state is None:
+                row["result"] = (where.refusal or Result.NOT_ELIGIBLE).value
+                return self._apply(conn, row, None)
+            row.update(self._state_fields(where.state))
+            decision = decide_hold(where.state, where.terms, quantity_qty, point, now)
+            if decision.ok:
+                repo.insert_hold(conn, {"id": hold_id, "allowance_id": where.state.id, "point_code": point,
+                                        "reserved_qty": quantity_qty, "state": "pending",
+                                        "expires_at": now + self.hold_ttl, "created_at": now})
+            if decision.possible_at is not None:
+                row["reason"] = f"possible_at={decision.possible_at.isoformat()}"
+            return self._apply(conn, row, decision)
+
+    def _settle(self, hold_id: str, step: str, dispensed_qty: int, now: datetime | None) -> Outcome:
+        now = now or self.clock()
+        entry_id = derived_id(hold_id, step)
+        request_hash = payload_hash(step, hold=hold_id, qty=dispensed_qty)
+        with self.db.begin() as conn:
+            repo.begin_write(conn)
+            stored = repo.find_entries(conn, [entry_id]).get(entry_id)
+            if stored is not None:
+                return replay(stored, request_hash, entry_id)
+            hold = repo.lock_hold(conn, hold_id)
+            opened = repo.find_entries(conn, [hold_id]).get(hold_id)
+            if hold is None or opened is None:
+                return Outcome(entry_id, "hold_unknown")
+            row = self._row(entry_id, step, request_hash, now, ref_entry_id=hold_id,
+                            product_code=opened["product_code"], point_code=hold["point_code"],
+                            card_serial=opened["card_serial"])
+            if hold["state"] != "pending":
+                row["result"] = (Result.HOLD_EXPIRED if hold["state"] == "expired"
+                                 else Result.HOLD_NOT_PENDING).value
+                return self._apply(conn, row, None)
+            state = repo.lock_allowance(conn, int(hold["allowance_id"]))
+            assert state is not None, "a hold always points at its allowance"
+            row.update(self._state_fields(state))
+            reserved = int(hold["reserved_qty"])
+            expired = now >= hold["expires_at"]
+            if step == "post" and not expired:
+                decision = decide_post(state, self.terms_for(conn, state.rule_version_id), reserved,
+                                       dispensed_qty)
+                if decision.ok:
+                    repo.set_hold_state(conn, hold_id, "posted", dispensed_qty)
+                    row.update(quantity_qty=decision.debit_qty, price_minor=decision.price_minor)
+                    pair = (hold["point_code"], state.product_code)
+                    if repo.lock_stock(conn, [pair]):
+                        repo.add_dispensed(conn, {pair: decision.debit_qty})
+                return self._apply(conn, row, decision)
+            final = "voided" if step == "void" and not expired else "expired"
+            repo.set_hold_state(conn, hold_id, final, None)
+            outcome = self._apply(conn, dict(row, kind="void" if final == "voided" else "expire"),
+                                  decide_release(state, reserved))
+            if step == "post":  # posting an expired hold: the reservation returned, the post refused
+                return Outcome(entry_id, Result.HOLD_EXPIRED.value, 0, outcome.remaining_qty)
+            return outcome
+
+    def post(self, hold_id: str, dispensed_qty: int, now: datetime | None = None) -> Outcome:
+        """Post what was dispensed (≤ reserved; the rest returns); ``hold_expired`` after expiry."""
+        return self._settle(hold_id, "post", dispensed_qty, now)
+
+    def void(self, hold_id: str, now: datetime | None = None) -> Outcome:
+        return self._settle(hold_id, "void", 0, now)
+
+    def expire_holds(self, now: datetime | None = None, limit: int = 1000) -> int:
+        """The expiry job: return every overdue reservation; safe to run from several processes."""
+        now = now or self.clock()
+        with self.db.connect() as conn:
+            due = repo.expired_hold_ids(conn, now, limit)
+        count = 0
+        for hold_id in due:
+            outcome = self._settle(hold_id, "expire", 0, now)
+            count += outcome.result == Result.OK and not outcome.replayed
+        return count
+
+    # corrections and grants ---------------------------------------------------------------------
+    def reverse(self, entry_id: str, ref_entry_id: str, reason: str, actor: str,
+                now: datetime | None = None) -> Outcome:
+        """A supervisor's correction: a new entry crediting the debit back; nothing is edited."""
+        now = now or self.clock()
+        request_hash = payload_hash("reverse", ref=ref_entry_id, reason=reason)
+        with self.db.begin() as conn:
+            repo.begin_write(conn)
+            found = repo.find_entries(conn, [entry_id, ref_entry_id])
+            if entry_id in found:
+                return replay(found[entry_id], request_hash, entry_id)
+            original = found.get(ref_entry_id)
+            if original is None or original["kind"] not in ("redeem", "post") or original["result"] != "ok":
+                return Outcome(entry_id, "entry_not_reversible")
+            state = repo.lock_allowance(conn, int(original["allowance_id"]))
+            assert state is not None
+            if repo.reversal_of(conn, ref_entry_id) is not None:
+                return Outcome(entry_id, "already_reversed")
+            if original["created_at"] < state.period_start:
+                return Outcome(entry_id, "period_closed")
+            qty = int(original["quantity_qty"])
+            row = self._row(entry_id, "reverse", request_hash, now, ref_entry_id=ref_entry_id, actor=actor,
+                            reason=reason, point_code=original["point_code"],
+                            card_serial=original["card_serial"], quantity_qty=-qty,
+                            price_minor=-int(original["price_minor"]), **self._state_fields(state))
+            decision = decide_reverse(state, qty)
+            if decision.ok:
+                pair = (original["point_code"], state.product_code)
+                if repo.lock_stock(conn, [pair]):
+                    repo.add_dispensed(conn, {pair: -qty})
+            return self._apply(conn, row, decision)
+
+    def topup(self, entry_id: str, holder_type: str, holder_id: int, product: str, quantity_qty: int,
+              reason: str, actor: str, cap_qty: int | None = None, now: datetime | None = None) -> Outcome:
+        """A one-off extra grant (e.g. a travel top-up capped at 40 L): granted and topup grow."""
+        now = now or self.clock()
+        request_hash = payload_hash("topup", holder=f"{holder_type}:{holder_id}", product=product,
+                                    qty=quantity_qty, reason=reason)
+        with self.db.begin() as conn:
+            repo.begin_write(conn)
+            stored = repo.find_entries(conn, [entry_id]).get(entry_id)
+            if stored is not None:
+                return replay(stored, request_hash, entry_id)
+            key = (holder_type, holder_id, product)
+            state = repo.lock_current_allowances(conn, [key], now).get(key)
+            row = self._row(entry_id, "topup", request_hash, now, actor=actor, reason=reason,
+                            holder_type=holder_type, holder_id=holder_id, product_code=product)
+            if state is None or not is_current(state, self.terms_for(conn, state.rule_version_id), now):
+                row["result"] = Result.NOT_ELIGIBLE.value
+                return self._apply(conn, row, None)
+            row.update(self._state_fields(state), quantity_qty=quantity_qty)
+            decision = decide_topup(state, quantity_qty, cap_qty)
+            if not decision.ok:
+                row["quantity_qty"] = 0
+            return self._apply(conn, row, decision)
+
+    def rebind(self, entry_id: str, holder_type: str, holder_id: int, product: str, point: str,
+               actor: str, now: datetime | None = None) -> Outcome:
+        """Move a holder's home point; changes beyond the rule's limit per period are refused."""
+        now = now or self.clock()
+        request_hash = payload_hash("rebind", holder=f"{holder_type}:{holder_id}", product=product,
+                                    point=point)
+        with self.db.begin() as conn:
+            repo.begin_write(conn)
+            stored = repo.find_entries(conn, [entry_id]).get(entry_id)
+            if stored is not None:
+                return replay(stored, request_hash, entry_id)
+            key = (holder_type, holder_id, product)
+            state = repo.lock_current_allowances(conn, [key], now).get(key)
+            row = self._row(entry_id, "rebind", request_hash, now, actor=actor, point_code=point,
+                            holder_type=holder_type, holder_id=holder_id, product_code=product)
+            if state is None:
+                row["result"] = Result.NOT_ELIGIBLE.value
+                return self._apply(conn, row, None)
+            row.update(self._state_fields(state))
+            return self._apply(conn, row, decide_rebind(state, self.terms_for(conn, state.rule_version_id),
+                                                        point))
+
+    # journal seals ------------------------------------------------------------------------------
+    def seal(self, now: datetime | None = None, max_entries: int = 10_000) -> list[chain.Seal]:
+        """Seal every committed unsealed entry, in seals of at most ``max_entries``."""
+        now = now or self.clock()
+        with self.db.begin() as conn:
+            watermark = repo.committed_watermark(conn)
+        made: list[chain.Seal] = []
+        with self.db.begin() as conn:
+            repo.begin_write(conn)
+            repo.lock_sealing(conn)
+            last_seq, prev = repo.last_seal(conn)
+            while last_seq < watermark:
+                entries = repo.entries_between(conn, last_seq + 1, min(watermark, last_seq + max_entries))
+                if not entries:
+                    break
+                seal = chain.make_seal(prev, entries)
+                repo.insert_seal(conn, seal, now)
+                made.append(seal)
+                last_seq, prev = seal.last_seq, seal.seal_hash
+        return made
+
+    def verify(self) -> chain.Report:
+        """Recompute the chain and name every changed, removed, inserted or reordered entry."""
+        report = chain.Report()
+        with self.db.connect() as conn:
+            seals = repo.all_seals(conn)
+            report.findings.extend(chain.verify_seal_links(seals))
+            for seal in seals:
+                entries = repo.entries_between(conn, seal.first_seq, seal.last_seq)
+                report.entries_checked += len(entries)
+                report.findings.extend(chain.verify_entries(seal, entries))
+            report.seals_checked = len(seals)
+        return report
