@@ -1,0 +1,293 @@
+"""Bulk writes and reads of allowances for period opening (all of opening's SQL is here).
+
+PostgreSQL gets the rows by ``COPY … FROM STDIN (FORMAT BINARY)``: every column of a rule's rows has
+a fixed width (the holder type and product code are constant within a rule), so one numpy
+structured array *is* the wire format, built without a Python loop. Topping up a period already
+opened (new families) goes through a temporary table and an anti-join, so nobody gets two rows.
+SQLite, the single-point default, takes SQLAlchemy Core ``executemany``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import numpy as np
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from quota.domain.eligibility import IntArray
+from quota.models import Allowance
+from quota.population import int_columns
+
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+_TRAILER = b"\xff\xff"
+# The record of openings (migration 0002); a Core table so that quota.models stays the lead's.
+period_openings = Table(
+    "period_openings",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("holder_type", String(16), nullable=False),
+    Column("product_code", String(32), nullable=False),
+    Column("rule_code", String(64), nullable=False),
+    Column("rule_version_id", Integer, nullable=False),
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("period_end", DateTime(timezone=True)),
+    Column("rows", Integer, nullable=False),
+    Column("carried_qty", BigInteger, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("opened_by", String(64), nullable=False),
+)
+_TABLE = cast(Table, Allowance.__table__)
+_A = _TABLE.c
+COLUMNS = (
+    "holder_type, holder_id, product_code, rule_version_id, period_start, period_end, "
+    "base_qty, granted_qty, carried_qty"
+)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Allowance rows of one rule (or of the points product) for one period."""
+
+    holder_type: str
+    product_code: str
+    rule_version_id: int
+    period_start: datetime
+    period_end: datetime | None
+    holder_ids: IntArray
+    base_qty: IntArray
+    granted_qty: IntArray
+    carried_qty: IntArray
+
+    @property
+    def n(self) -> int:
+        return int(self.holder_ids.shape[0])
+
+
+def _is_pg(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def _micros(at: datetime) -> int:
+    return (at - _PG_EPOCH) // np.timedelta64(1, "us").item()
+
+
+def binary_rows(rows: Rows) -> bytes:
+    """The rows in PostgreSQL's binary COPY format (without the file header and trailer)."""
+    ht, pc = rows.holder_type.encode(), rows.product_code.encode()
+    fields: list[tuple[str, str]] = [
+        ("n", ">i2"),
+        ("l0", ">i4"),
+        ("ht", f"S{len(ht)}"),
+        ("l1", ">i4"),
+        ("hid", ">i8"),
+        ("l2", ">i4"),
+        ("pc", f"S{len(pc)}"),
+        ("l3", ">i4"),
+        ("rv", ">i4"),
+        ("l4", ">i4"),
+        ("ps", ">i8"),
+        ("l5", ">i4"),
+    ]
+    if rows.period_end is not None:
+        fields.append(("pe", ">i8"))
+    fields += [("l6", ">i4"), ("base", ">i8"), ("l7", ">i4"), ("gr", ">i8"), ("l8", ">i4"), ("car", ">i8")]
+    buf = np.empty(rows.n, dtype=np.dtype(fields))
+    buf["n"] = 9
+    buf["l0"], buf["ht"], buf["l1"], buf["hid"] = len(ht), ht, 8, rows.holder_ids
+    buf["l2"], buf["pc"], buf["l3"], buf["rv"] = len(pc), pc, 4, rows.rule_version_id
+    buf["l4"], buf["ps"] = 8, _micros(rows.period_start)
+    if rows.period_end is not None:
+        buf["l5"], buf["pe"] = 8, _micros(rows.period_end)
+    else:
+        buf["l5"] = -1
+    buf["l6"], buf["base"], buf["l7"], buf["gr"] = 8, rows.base_qty, 8, rows.granted_qty
+    buf["l8"], buf["car"] = 8, rows.carried_qty
+    return buf.tobytes()
+
+
+def _copy(conn: Connection, table: str, batches: list[Rows]) -> None:
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({COLUMNS}) FROM STDIN (FORMAT BINARY)") as cp:
+        cp.write(_HEADER)
+        for rows in batches:
+            if rows.n:
+                cp.write(binary_rows(rows))
+        cp.write(_TRAILER)
+
+
+def _dicts(rows: Rows) -> list[dict[str, Any]]:
+    start = rows.period_start.astimezone(UTC)
+    end = rows.period_end.astimezone(UTC) if rows.period_end else None
+    return [
+        {
+            "holder_type": rows.holder_type,
+            "holder_id": h,
+            "product_code": rows.product_code,
+            "rule_version_id": rows.rule_version_id,
+            "period_start": start,
+            "period_end": end,
+            "base_qty": b,
+            "granted_qty": g,
+            "carried_qty": c,
+        }
+        for h, b, g, c in zip(
+            rows.holder_ids.tolist(),
+            rows.base_qty.tolist(),
+            rows.granted_qty.tolist(),
+            rows.carried_qty.tolist(),
+            strict=True,
+        )
+    ]
+
+
+def insert_new(conn: Connection, batches: list[Rows]) -> None:
+    """Rows of periods nobody has opened yet: straight bulk load."""
+    if _is_pg(conn):
+        _copy(conn, "allowances", batches)
+        return
+    for rows in batches:
+        if rows.n:
+            conn.execute(insert(_TABLE), _dicts(rows))
+
+
+def _ints(
+    conn: Connection, stmt: Select[Any], pg_sql: str, params: dict[str, Any], ncols: int
+) -> list[IntArray]:
+    """PostgreSQL: streamed by binary COPY; SQLite: the Core statement (its datetime format)."""
+    if _is_pg(conn):
+        return int_columns(conn, pg_sql, params, ncols)
+    table = np.asarray(conn.execute(stmt).all(), dtype=np.int64).reshape(-1, ncols)
+    return [table[:, i].copy() for i in range(ncols)]
+
+
+def existing_holders(conn: Connection, rows: Rows, any_period: bool) -> IntArray:
+    """Holders that already have a row of this product (in this period, or in any for rolling)."""
+    sql = "SELECT holder_id FROM allowances WHERE holder_type = %(t)s AND product_code = %(p)s"
+    params: dict[str, Any] = {"t": rows.holder_type, "p": rows.product_code}
+    stmt = select(_A.holder_id).where(
+        _A.holder_type == rows.holder_type, _A.product_code == rows.product_code
+    )
+    if not any_period:
+        sql += " AND period_start = %(s)s"
+        params["s"] = rows.period_start
+        stmt = stmt.where(_A.period_start == rows.period_start.astimezone(UTC))
+    (ids,) = _ints(conn, stmt, sql, params, 1)
+    return ids
+
+
+def _temp(conn: Connection) -> None:
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE IF NOT EXISTS opening_rows (LIKE allowances INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+    )
+    conn.execute(text("TRUNCATE opening_rows"))
+
+
+def insert_missing(conn: Connection, rows: Rows, any_period: bool) -> int:
+    """Rows for holders without one yet (a period topped up with new holders); returns rows written."""
+    if not _is_pg(conn):
+        keep = ~np.isin(rows.holder_ids, existing_holders(conn, rows, any_period))
+        subset = Rows(
+            rows.holder_type,
+            rows.product_code,
+            rows.rule_version_id,
+            rows.period_start,
+            rows.period_end,
+            rows.holder_ids[keep],
+            rows.base_qty[keep],
+            rows.granted_qty[keep],
+            rows.carried_qty[keep],
+        )
+        insert_new(conn, [subset])
+        return subset.n
+    _temp(conn)
+    _copy(conn, "opening_rows", [rows])
+    same_period = "" if any_period else " AND a.period_start = o.period_start"
+    result = conn.execute(
+        text(
+            f"INSERT INTO allowances ({COLUMNS}) SELECT {COLUMNS} FROM opening_rows o WHERE NOT EXISTS ("
+            "SELECT 1 FROM allowances a WHERE a.holder_type = o.holder_type AND a.holder_id = o.holder_id "
+            f"AND a.product_code = o.product_code{same_period})"
+        )
+    )
+    return int(result.rowcount)
+
+
+def add_points(conn: Connection, rows: Rows) -> None:
+    """Credit points: add to the holder's points allowance of the period, creating it if needed."""
+    if not rows.n:
+        return
+    if _is_pg(conn):
+        _temp(conn)
+        _copy(conn, "opening_rows", [rows])
+        conn.execute(
+            text(
+                f"INSERT INTO allowances ({COLUMNS}) SELECT {COLUMNS} FROM opening_rows "
+                "ON CONFLICT (holder_type, holder_id, product_code, period_start) DO UPDATE SET "
+                "granted_qty = allowances.granted_qty + excluded.granted_qty, "
+                "carried_qty = allowances.carried_qty + excluded.carried_qty"
+            )
+        )
+        return
+    stmt = sqlite_insert(_TABLE)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["holder_type", "holder_id", "product_code", "period_start"],
+        set_={
+            "granted_qty": _A.granted_qty + stmt.excluded.granted_qty,
+            "carried_qty": _A.carried_qty + stmt.excluded.carried_qty,
+        },
+    )
+    conn.execute(stmt, _dicts(rows))
+
+
+def previous_rows(
+    conn: Connection, holder_type: str, product_code: str, period_start: datetime
+) -> list[IntArray]:
+    """holder_id, base, carried, topup, used, held of the product's allowances of a past period."""
+    stmt = (
+        select(_A.holder_id, _A.base_qty, _A.carried_qty, _A.topup_qty, _A.used_qty, _A.held_qty)
+        .where(_A.holder_type == holder_type, _A.product_code == product_code)
+        .where(_A.period_start == period_start.astimezone(UTC))
+        .order_by(_A.holder_id)
+    )
+    return _ints(
+        conn,
+        stmt,
+        "SELECT holder_id, base_qty, carried_qty, topup_qty, used_qty, held_qty FROM allowances "
+        "WHERE holder_type = %(t)s AND product_code = %(p)s AND period_start = %(s)s ORDER BY holder_id",
+        {"t": holder_type, "p": product_code, "s": period_start},
+        6,
+    )
+
+
+def openings(conn: Connection, holder_type: str, product_code: str, period_start: datetime | None) -> int:
+    """How many times this product's period (or, with ``None``, any period of it) was opened."""
+    po = period_openings.c
+    stmt = select(func.count()).where(po.holder_type == holder_type, po.product_code == product_code)
+    if period_start is not None:
+        stmt = stmt.where(po.period_start == period_start.astimezone(UTC))
+    return int(conn.execute(stmt).scalar_one())
+
+
+def record_opening(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(period_openings), [values])

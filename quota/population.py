@@ -1,0 +1,248 @@
+"""Holder attributes from the registry tables, as numpy columns (a repository: all its SQL is here).
+
+Opening a period reads millions of families and persons, so rows never become Python objects on
+PostgreSQL: every query returns integer columns only (text is coded in SQL: a governorate is its
+position in the configured list) and is streamed with ``COPY … TO STDOUT (FORMAT BINARY)`` straight
+into a numpy structured array. SQLite, the single-point default, takes the ordinary row path.
+
+Attributes are judged as of a day (the period start): ages, exclusions in force, licence states.
+A vehicle counts as excluded when it or its owner's family is on the exclusion list; its
+``nth_vehicle`` is its rank by id among the vehicles of its owner's family.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+from quota.domain.eligibility import HolderColumns, IntArray, ages_at
+from quota.domain.rules import FUELS, VEHICLE_KINDS
+
+_PG_EPOCH = np.datetime64("2000-01-01", "D")
+_COPY_HEADER = 19  # signature (11) + flags (4) + header extension length (4)
+
+
+def _is_pg(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def int_columns(conn: Connection, sql: str, params: dict[str, Any], ncols: int) -> list[IntArray]:
+    """Run a query whose columns are all non-null bigints; return one int64 array per column."""
+    if _is_pg(conn):
+        dtype = np.dtype(
+            [("n", ">i2")] + [x for i in range(ncols) for x in ((f"l{i}", ">i4"), (f"v{i}", ">i8"))]
+        )
+        raw: Any = conn.connection.driver_connection
+        buf = io.BytesIO()
+        with raw.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as cp:
+            for chunk in cp:
+                buf.write(chunk)
+        data = buf.getbuffer()
+        rows = np.frombuffer(data[_COPY_HEADER : len(data) - 2], dtype=dtype)
+        return [rows[f"v{i}"].astype(np.int64) for i in range(ncols)]
+    result = conn.execute(text(sql.replace("%(", ":").replace(")s", "")), params).all()
+    table = np.asarray(result, dtype=np.int64).reshape(len(result), ncols)
+    return [table[:, i].copy() for i in range(ncols)]
+
+
+def _gov_code(column: str, governorates: tuple[str, ...]) -> str:
+    """SQL giving a governorate's 0-based position in the list (unknown: len(list))."""
+    cases = " ".join(
+        f"WHEN '{g}' THEN {i}" for i, g in enumerate(governorates) if g.replace("_", "").isalnum()
+    )
+    return f"CAST(CASE {column} {cases} ELSE {len(governorates)} END AS BIGINT)"
+
+
+def positions(ids: IntArray, keys: IntArray) -> IntArray:
+    """Index of each key in the sorted ``ids`` (-1 where absent)."""
+    pos = np.searchsorted(ids, keys)
+    pos = np.minimum(pos, max(len(ids) - 1, 0))
+    found = (ids[pos] == keys) if len(ids) else np.zeros(len(keys), bool)
+    return np.where(found, pos, -1).astype(np.int64)
+
+
+def _excluded(conn: Connection, holder_type: str, on: date) -> IntArray:
+    (ids,) = int_columns(
+        conn,
+        "SELECT CAST(holder_id AS BIGINT) FROM exclusions WHERE holder_type = %(t)s "
+        "AND since <= %(on)s AND (until IS NULL OR until >= %(on)s)",
+        {"t": holder_type, "on": on},
+        1,
+    )
+    return ids
+
+
+def _persons(
+    conn: Connection, family_sql: str = "", params: dict[str, Any] | None = None
+) -> tuple[IntArray, IntArray, IntArray]:
+    """Living persons (of the families ``family_sql`` selects): id, family id, birth days since 1970."""
+    if _is_pg(conn):
+        days = "CAST(birth_date - DATE '1970-01-01' AS BIGINT)"
+    else:
+        days = "CAST(julianday(birth_date) - 2440587.5 AS BIGINT)"
+    where = f" AND family_id IN ({family_sql})" if family_sql else ""
+    pid, fid, born = int_columns(
+        conn,
+        f"SELECT CAST(id AS BIGINT), CAST(family_id AS BIGINT), {days} FROM persons WHERE alive{where}",
+        params or {},
+        3,
+    )
+    return pid, fid, born
+
+
+def _ages(born_days: IntArray, on: date) -> IntArray:
+    return ages_at(born_days.astype("datetime64[D]"), on)
+
+
+def families(
+    conn: Connection,
+    on: date,
+    governorates: tuple[str, ...],
+    family_sql: str = "",
+    params: dict[str, Any] | None = None,
+) -> HolderColumns:
+    """Active families (only those ``family_sql`` selects, when given)."""
+    where = f" AND id IN ({family_sql})" if family_sql else ""
+    fid, gov = int_columns(
+        conn,
+        f"SELECT CAST(id AS BIGINT), {_gov_code('governorate', governorates)} FROM families "
+        f"WHERE status = 'active'{where} ORDER BY id",
+        params or {},
+        2,
+    )
+    _, member_family, born = _persons(conn, family_sql, params)
+    member_holder = positions(fid, member_family)
+    keep = member_holder >= 0
+    member_holder, ages = member_holder[keep], _ages(born[keep], on)
+    return HolderColumns.build(
+        "family",
+        fid,
+        (*governorates, "unknown"),
+        gov,
+        family_size=np.bincount(member_holder, minlength=len(fid)),
+        excluded=np.isin(fid, _excluded(conn, "family", on)),
+        member_holder=member_holder,
+        member_age=ages,
+    )
+
+
+def persons(
+    conn: Connection,
+    on: date,
+    governorates: tuple[str, ...],
+    family_sql: str = "",
+    params: dict[str, Any] | None = None,
+) -> HolderColumns:
+    fam = families(conn, on, governorates, family_sql, params)
+    pid, member_family, born = _persons(conn, family_sql, params)
+    order = np.argsort(pid)
+    pid, member_family, born = pid[order], member_family[order], born[order]
+    idx = positions(fam.ids, member_family)
+    keep = idx >= 0
+    pid, idx, born = pid[keep], idx[keep], born[keep]
+    return HolderColumns.build(
+        "person",
+        pid,
+        fam.governorates,
+        fam.governorate[idx],
+        family_size=fam.family_size[idx],
+        excluded=np.isin(pid, _excluded(conn, "person", on)) | fam.excluded[idx],
+        member_holder=np.arange(len(pid)),
+        member_age=_ages(born, on),
+    )
+
+
+def _valid_licence_holders(conn: Connection, on: date) -> IntArray:
+    (ids,) = int_columns(
+        conn,
+        "SELECT DISTINCT CAST(l.person_id AS BIGINT) FROM licences l "
+        "WHERE l.issued_on <= %(on)s AND l.expires_on >= %(on)s AND COALESCE(("
+        "SELECT s.state FROM licence_states s WHERE s.licence_id = l.id AND s.effective_on <= %(on)s "
+        "ORDER BY s.effective_on DESC, s.id DESC LIMIT 1), 'valid') = 'valid'",
+        {"on": on},
+        1,
+    )
+    return ids
+
+
+def _code(column: str, vocab: tuple[str, ...]) -> str:
+    cases = " ".join(f"WHEN '{v}' THEN {i}" for i, v in enumerate(vocab))
+    return f"CAST(CASE {column} {cases} ELSE -1 END AS BIGINT)"
+
+
+def nth_in_group(groups: IntArray, ids: IntArray) -> IntArray:
+    """1-based rank of each id within its group, by id (vectorised)."""
+    if len(ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((ids, groups))
+    g = groups[order]
+    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
+    run_start = np.repeat(starts, np.diff(np.r_[starts, len(g)]))
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[order] = np.arange(len(ids)) - run_start + 1
+    return rank
+
+
+def vehicles(
+    conn: Connection,
+    on: date,
+    governorates: tuple[str, ...],
+    family_sql: str = "",
+    params: dict[str, Any] | None = None,
+) -> HolderColumns:
+    where = f" WHERE p.family_id IN ({family_sql})" if family_sql else ""
+    vid, gov, kind, fuel, cc, year, owner, family = int_columns(
+        conn,
+        f"SELECT CAST(v.id AS BIGINT), {_gov_code('v.governorate', governorates)}, "
+        f"{_code('v.kind', VEHICLE_KINDS)}, {_code('v.fuel', FUELS)}, CAST(v.engine_cc AS BIGINT), "
+        "CAST(v.model_year AS BIGINT), CAST(v.owner_person_id AS BIGINT), CAST(p.family_id AS BIGINT) "
+        f"FROM vehicles v JOIN persons p ON p.id = v.owner_person_id{where} ORDER BY v.id",
+        params or {},
+        8,
+    )
+    excluded = np.isin(vid, _excluded(conn, "vehicle", on)) | np.isin(family, _excluded(conn, "family", on))
+    return HolderColumns.build(
+        "vehicle",
+        vid,
+        (*governorates, "unknown"),
+        gov,
+        family_size=np.ones(len(vid), dtype=np.int64),
+        excluded=excluded,
+        vehicle_kind=kind,
+        fuel=fuel,
+        engine_cc=cc,
+        model_year=year,
+        licence_valid=np.isin(owner, _valid_licence_holders(conn, on)),
+        nth_vehicle=nth_in_group(family, vid),
+    )
+
+
+LOADERS = {"family": families, "person": persons, "vehicle": vehicles}
+
+
+def load(
+    conn: Connection, holder_types: set[str], on: date, governorates: tuple[str, ...]
+) -> dict[str, HolderColumns]:
+    """The populations the given holder types need, as of ``on``."""
+    return {t: LOADERS[t](conn, on, governorates) for t in sorted(holder_types)}
+
+
+_FAMILY_OF = {
+    "family": "SELECT %(holder_id)s",
+    "person": "SELECT family_id FROM persons WHERE id = %(holder_id)s",
+    "vehicle": "SELECT p.family_id FROM vehicles v JOIN persons p ON p.id = v.owner_person_id "
+    "WHERE v.id = %(holder_id)s",
+}
+
+
+def one(
+    conn: Connection, holder_type: str, holder_id: int, on: date, governorates: tuple[str, ...]
+) -> HolderColumns | None:
+    """A population of one, for explain: the holder's family is loaded (so ranks and sizes are right)."""
+    cols = LOADERS[holder_type](conn, on, governorates, _FAMILY_OF[holder_type], {"holder_id": holder_id})
+    pos = positions(cols.ids, np.asarray([holder_id], dtype=np.int64))[0]
+    return None if pos < 0 else cols.take(int(pos))

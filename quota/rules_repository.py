@@ -1,0 +1,95 @@
+"""Products and rule versions in the database (a repository: every query on these tables is here).
+
+A rule is never edited in place: saving a rule with an existing code stores a new version, and the
+allowances opened under an older version keep its id, so a later edit cannot change a period already
+opened. The rule in force for a code on a day is its highest version whose effective dates cover the
+day, so an administrator can also schedule a change ahead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from quota.domain.rules import ProductSpec, Rule, rule_from_body
+from quota.domain.simulate import ProductPrice
+from quota.models import Product, RuleVersion
+
+
+def list_products(session: Session) -> list[Product]:
+    return list(session.scalars(select(Product).order_by(Product.code)))
+
+
+def get_product(session: Session, code: str) -> Product | None:
+    return session.get(Product, code)
+
+
+def add_product(session: Session, spec: ProductSpec, active: bool = True) -> Product:
+    product = Product(active=active, **spec.model_dump())
+    session.add(product)
+    session.flush()
+    return product
+
+
+def prices(session: Session) -> dict[str, ProductPrice]:
+    rows = session.execute(select(Product.code, Product.price_per_qty, Product.free_price_minor)).all()
+    return {code: ProductPrice(ppq, free) for code, ppq, free in rows}
+
+
+def add_version(session: Session, rule: Rule, created_by: str) -> RuleVersion:
+    """Store ``rule`` as the next version of its code (version 1 for a new code)."""
+    latest = session.scalar(select(func.max(RuleVersion.version)).where(RuleVersion.code == rule.code))
+    row = RuleVersion(
+        code=rule.code,
+        version=(latest or 0) + 1,
+        product_code=rule.product,
+        holder_type=rule.holder_type,
+        body=rule.model_dump(mode="json"),
+        effective_from=rule.effective_from,
+        effective_to=rule.effective_to,
+        created_by=created_by,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def versions(session: Session, code: str | None = None) -> list[RuleVersion]:
+    stmt = select(RuleVersion).order_by(RuleVersion.code, RuleVersion.version)
+    if code is not None:
+        stmt = stmt.where(RuleVersion.code == code)
+    return list(session.scalars(stmt))
+
+
+def latest_versions(session: Session) -> list[RuleVersion]:
+    """The newest version of every rule code, whatever its dates."""
+    top = func.max(RuleVersion.version).label("v")
+    newest = select(RuleVersion.code, top).group_by(RuleVersion.code).subquery()
+    stmt = (
+        select(RuleVersion)
+        .join(newest, (RuleVersion.code == newest.c.code) & (RuleVersion.version == newest.c.v))
+        .order_by(RuleVersion.code)
+    )
+    return list(session.scalars(stmt))
+
+
+def current(session: Session, on: date) -> list[tuple[int, Rule]]:
+    """(rule_version_id, rule) in force on ``on``: per code, the highest version covering the day."""
+    stmt = (
+        select(RuleVersion)
+        .where(RuleVersion.effective_from <= on)
+        .where((RuleVersion.effective_to.is_(None)) | (RuleVersion.effective_to >= on))
+        .order_by(RuleVersion.code, RuleVersion.version.desc())
+    )
+    out: dict[str, tuple[int, Rule]] = {}
+    for row in session.scalars(stmt):
+        out.setdefault(row.code, (row.id, rule_from_body(row.body)))
+    return list(out.values())
+
+
+def by_ids(session: Session, ids: Sequence[int]) -> dict[int, Rule]:
+    rows = session.scalars(select(RuleVersion).where(RuleVersion.id.in_(list(ids))))
+    return {row.id: rule_from_body(row.body) for row in rows}
