@@ -305,6 +305,17 @@ def entries_between(conn: Connection, first_seq: int, last_seq: int | None = Non
     return [_entry(row) for row in conn.execute(query).mappings()]
 
 
+def entries_page(conn: Connection, after_seq: int, upto_seq: int, limit: int) -> list[dict[str, Any]]:
+    """At most ``limit`` entries with ``after_seq < seq <= upto_seq``: gaps in seq do not stop a sealer."""
+    query = (
+        select(JOURNAL)
+        .where(JOURNAL.c.seq > after_seq, JOURNAL.c.seq <= upto_seq)
+        .order_by(JOURNAL.c.seq)
+        .limit(limit)
+    )
+    return [_entry(row) for row in conn.execute(query).mappings()]
+
+
 def entries_after(conn: Connection, seq: int, kinds: Sequence[str], limit: int) -> list[dict[str, Any]]:
     query = (
         select(JOURNAL)

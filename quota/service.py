@@ -312,7 +312,7 @@ class LedgerService:
             repo.lock_sealing(conn)
             last_seq, prev = repo.last_seal(conn)
             while last_seq < watermark:
-                entries = repo.entries_between(conn, last_seq + 1, min(watermark, last_seq + max_entries))
+                entries = repo.entries_page(conn, last_seq, watermark, max_entries)
                 if not entries:
                     break
                 seal = chain.make_seal(prev, entries)

@@ -13,7 +13,7 @@ from quota.engine import GroupCommitEngine
 from quota.ledger_reports import deliver_stock, family_draws, quota_for_card, stock_report
 from quota.redemption import Redemption, StaticTerms
 from quota.service import LedgerService
-from tests.integration.ledger_seed import TERMS, T0, Population, seed
+from tests.integration.ledger_seed import T0, TERMS, Population, seed
 
 NOW = T0 + timedelta(days=2)
 
