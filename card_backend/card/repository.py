@@ -1,0 +1,68 @@
+"""All SQL of cards, including the holder look-ups a card needs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from card_backend.card.models import Card
+from card_backend.family.models import Exclusion, Family, Person
+from card_backend.vehicle.models import Vehicle
+
+
+class CardRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def by_serial(self, serial: str, *, for_update: bool = False) -> Card | None:
+        stmt = select(Card).where(Card.serial == serial)
+        return self.session.scalar(stmt.with_for_update() if for_update else stmt)
+
+    def active_for(self, holder_type: str, holder_id: int) -> Card | None:
+        return self.session.scalar(
+            select(Card).where(
+                Card.holder_type == holder_type, Card.holder_id == holder_id, Card.state == "active"
+            )
+        )
+
+    def of_holder(self, holder_type: str, holder_id: int) -> Sequence[Card]:
+        stmt = select(Card).where(Card.holder_type == holder_type, Card.holder_id == holder_id)
+        return self.session.scalars(stmt.order_by(Card.id)).all()
+
+    def add(self, card: Card) -> Card | None:
+        """Insert in a savepoint; ``None`` when a unique index refused it (serial, or a second active card
+        for the holder written by a concurrent request), so the service can name the rule."""
+        try:
+            with self.session.begin_nested():
+                self.session.add(card)
+                self.session.flush()
+        except IntegrityError:
+            return None
+        return card
+
+    def family(self, family_id: int) -> Family | None:
+        return self.session.get(Family, family_id)
+
+    def vehicle(self, vehicle_id: int) -> Vehicle | None:
+        return self.session.get(Vehicle, vehicle_id)
+
+    def person(self, person_id: int | None) -> Person | None:
+        return self.session.get(Person, person_id) if person_id is not None else None
+
+    def alive_members(self, family_id: int) -> int:
+        stmt = select(func.count()).select_from(Person).where(Person.family_id == family_id, Person.alive)
+        return int(self.session.scalar(stmt) or 0)
+
+    def member_with_national_id(self, family_id: int, national_id: str) -> Person | None:
+        return self.session.scalar(
+            select(Person).where(
+                Person.family_id == family_id, Person.national_id == national_id, Person.alive
+            )
+        )
+
+    def exclusions(self, holder_type: str, holder_id: int) -> Sequence[Exclusion]:
+        stmt = select(Exclusion).where(Exclusion.holder_type == holder_type, Exclusion.holder_id == holder_id)
+        return self.session.scalars(stmt.order_by(Exclusion.id)).all()
