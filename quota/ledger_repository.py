@@ -548,3 +548,8 @@ def reversal_of(conn: Connection, ref_entry_id: str) -> str | None:
         )
     ).first()
     return None if row is None else str(row[0])
+
+
+def point_code_of(conn: Connection, point_id: int) -> str | None:
+    row = conn.execute(text("SELECT code FROM points WHERE id = :id"), {"id": point_id}).first()
+    return None if row is None else str(row[0])

@@ -77,16 +77,16 @@ class LedgerService:
         self.clock = clock
 
     # redemptions --------------------------------------------------------------------------------
-    def _engine(self) -> GroupCommitEngine:
+    def group_engine(self) -> GroupCommitEngine:
         if self.engine is None:
             self.engine = GroupCommitEngine(self.db, self.terms_for, clock=self.clock).start()
         return self.engine
 
     def redeem(self, request: Redemption) -> Outcome:
-        return self._engine().redeem(request)
+        return self.group_engine().redeem(request)
 
     def redeem_batch(self, requests: Sequence[Redemption]) -> list[Outcome]:
-        return self._engine().redeem_many(requests)
+        return self.group_engine().redeem_many(requests)
 
     # shared steps -------------------------------------------------------------------------------
     def _locate(self, conn: Connection, serial: str, product: str, point: str, now: datetime) -> Located:

@@ -1,0 +1,203 @@
+"""Ledger HTTP: redemptions (single and batch), holds, reversals, top-ups, stock, quota, journal.
+
+HTTP only. Redemptions go through the group commit engine and are answered after their group has
+committed; the endpoint is ``async`` so a waiting redemption holds no worker thread. A refusal is a
+409 ``{"error": <result>, "detail": <stored answer>}``; a batch answers 200 with a result per item.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from card_backend.auth.deps import READERS, require_roles
+from card_backend.auth.principal import Principal, Role
+from card_backend.errors import NotFound
+from card_backend.ledger.errors import HoldUnknown, LedgerBusy, LedgerRefused, WrongPoint
+from card_backend.ledger.schemas import (
+    BatchOut,
+    DeliveryIn,
+    DeliveryOut,
+    DrawOut,
+    FindingOut,
+    HoldIn,
+    OutcomeOut,
+    PostIn,
+    QuotaLineOut,
+    QuotaOut,
+    RedemptionBatchIn,
+    RedemptionIn,
+    ReversalIn,
+    SealOut,
+    TopupIn,
+    VerifyOut,
+)
+from quota import ledger_reports
+from quota.engine import EngineBusy, GroupCommitEngine
+from quota.ledger_repository import point_code_of
+from quota.redemption import Outcome, Redemption, RuleTerms
+from quota.service import LedgerService
+
+router = APIRouter(prefix="/api/v1", tags=["ledger"])
+_create_lock = threading.Lock()
+
+Redeemer = Annotated[Principal, Depends(require_roles(Role.DEVICE, Role.CLERK))]
+Supervisor = Annotated[Principal, Depends(require_roles(Role.SUPERVISOR))]
+Granter = Annotated[Principal, Depends(require_roles(Role.REGISTRAR))]
+Auditor = Annotated[Principal, Depends(require_roles(Role.AUDITOR))]
+Reader = Annotated[Principal, Depends(require_roles(*READERS))]
+
+
+def get_ledger(request: Request) -> LedgerService:
+    """One ledger (and one group commit engine) per app, started on first use."""
+    ledger: LedgerService | None = getattr(request.app.state, "ledger", None)
+    if ledger is None:
+        with _create_lock:
+            ledger = getattr(request.app.state, "ledger", None)
+            if ledger is None:
+                settings = request.app.state.settings
+                db = request.app.state.engine
+                terms = RuleTerms()
+                engine = GroupCommitEngine(db, terms, max_items=settings.group_max_items,
+                                           max_wait_ms=settings.group_max_wait_ms).start()
+                ledger = LedgerService(db, terms, engine, hold_ttl_s=settings.hold_ttl_s)
+                request.app.state.ledger = ledger
+    return ledger
+
+
+LedgerDep = Annotated[LedgerService, Depends(get_ledger)]
+
+
+def _out(outcome: Outcome) -> OutcomeOut:
+    return OutcomeOut(id=outcome.entry_id, result=outcome.result, quantity_qty=outcome.quantity_qty,
+                      remaining_qty=outcome.remaining_qty, price_minor=outcome.price_minor,
+                      possible_at=outcome.possible_at, replayed=outcome.replayed)
+
+
+def _answer(outcome: Outcome) -> OutcomeOut:
+    if outcome.result == "hold_unknown":
+        raise HoldUnknown("no such hold")
+    out = _out(outcome)
+    if not outcome.ok:
+        raise LedgerRefused(out.model_dump(mode="json"), code=outcome.result)
+    return out
+
+
+def _check_point(ledger: LedgerService, principal: Principal, point_codes: set[str]) -> None:
+    """A device or a clerk tied to a point redeems at that point only."""
+    if principal.point_id is None:
+        return
+    with ledger.db.connect() as conn:
+        own = point_code_of(conn, principal.point_id)
+    if point_codes - {own}:
+        raise WrongPoint(f"this {principal.kind} belongs to point {own}")
+
+
+def _redemption(body: RedemptionIn) -> Redemption:
+    return Redemption(str(body.id), body.card_serial, body.product_code, body.quantity_qty, body.point_code)
+
+
+@router.post("/redemptions", response_model=OutcomeOut,
+             responses={409: {"description": "refused: error is the result code"}})
+async def redeem(body: RedemptionIn, principal: Redeemer, ledger: LedgerDep) -> OutcomeOut:
+    """Debit a card's allowance at a point; the same id and payload replays the first answer."""
+    _check_point(ledger, principal, {body.point_code})
+    try:
+        outcome = await ledger.group_engine().redeem_async(_redemption(body))
+    except EngineBusy as exc:
+        raise LedgerBusy("too many redemptions in flight; retry with the same id") from exc
+    return _answer(outcome)
+
+
+@router.post("/redemptions/batch", response_model=BatchOut)
+async def redeem_batch(body: RedemptionBatchIn, principal: Redeemer, ledger: LedgerDep) -> BatchOut:
+    """Several redemptions (e.g. an agent's outbox after an outage): one result per item, in order."""
+    _check_point(ledger, principal, {item.point_code for item in body.items})
+    try:
+        outcomes = await ledger.group_engine().redeem_many_async([_redemption(i) for i in body.items])
+    except EngineBusy as exc:
+        raise LedgerBusy("too many redemptions in flight; retry with the same ids") from exc
+    return BatchOut(results=[_out(o) for o in outcomes])
+
+
+@router.get("/cards/{serial}/quota", response_model=QuotaOut)
+def card_quota(serial: str, _: Reader, ledger: LedgerDep) -> QuotaOut:
+    """What the card may still draw per product, with the period end and the next possible time."""
+    lines = ledger_reports.quota_for_card(ledger.db, ledger.terms_for, serial, ledger.clock())
+    if lines is None:
+        raise NotFound("no such card", code="card_unknown")
+    return QuotaOut(card_serial=serial, lines=[QuotaLineOut.model_validate(line, from_attributes=True)
+                                               for line in lines])
+
+
+@router.post("/holds", response_model=OutcomeOut)
+def hold(body: HoldIn, principal: Redeemer, ledger: LedgerDep) -> OutcomeOut:
+    """Reserve an estimate before the pump starts; post the dispensed quantity or void it."""
+    _check_point(ledger, principal, {body.point_code})
+    return _answer(ledger.hold(str(body.id), body.card_serial, body.product_code, body.quantity_qty,
+                               body.point_code))
+
+
+@router.post("/holds/{hold_id}/post", response_model=OutcomeOut)
+def post_hold(hold_id: str, body: PostIn, _: Redeemer, ledger: LedgerDep) -> OutcomeOut:
+    return _answer(ledger.post(hold_id, body.quantity_qty))
+
+
+@router.post("/holds/{hold_id}/void", response_model=OutcomeOut)
+def void_hold(hold_id: str, _: Redeemer, ledger: LedgerDep) -> OutcomeOut:
+    return _answer(ledger.void(hold_id))
+
+
+@router.post("/reversals", response_model=OutcomeOut)
+def reverse(body: ReversalIn, principal: Supervisor, ledger: LedgerDep) -> OutcomeOut:
+    """A supervisor's correction with a reason: a new crediting entry, nothing edited."""
+    return _answer(ledger.reverse(str(body.id), body.ref_entry_id, body.reason, principal.actor))
+
+
+@router.post("/topups", response_model=OutcomeOut)
+def topup(body: TopupIn, principal: Granter, ledger: LedgerDep) -> OutcomeOut:
+    """A one-off extra grant with a reason (registrar or administrator), journalled as ``topup``."""
+    return _answer(ledger.topup(str(body.id), body.holder_type, body.holder_id, body.product_code,
+                                body.quantity_qty, body.reason, principal.actor, body.cap_qty))
+
+
+@router.post("/stock/deliveries", response_model=DeliveryOut, status_code=201)
+def deliver(body: DeliveryIn, _: Supervisor, ledger: LedgerDep) -> DeliveryOut:
+    balance = ledger_reports.deliver_stock(ledger.db, body.point_code, body.product_code, body.quantity_qty,
+                                           body.reference or f"delivery-{uuid.uuid4().hex[:8]}",
+                                           ledger.clock())
+    return DeliveryOut(point_code=body.point_code, product_code=body.product_code, balance_qty=balance)
+
+
+@router.get("/stock/report")
+def stock_report(_: Reader, ledger: LedgerDep, day_from: date, day_to: date,
+                 point_code: Annotated[str | None, Query(max_length=32)] = None) -> dict[str, object]:
+    """Balances with their reconciliation against the journal, and per-day deliveries and dispensing."""
+    return ledger_reports.stock_report(ledger.db, point_code, day_from, day_to)
+
+
+@router.get("/families/{family_id}/draws", response_model=list[DrawOut])
+def family_draws(family_id: int, _: Reader, ledger: LedgerDep) -> list[DrawOut]:
+    """Partial draw: which member's card drew what, where and when from the family allowance."""
+    return [DrawOut.model_validate(d) for d in ledger_reports.family_draws(ledger.db, family_id)]
+
+
+@router.get("/journal/verify", response_model=VerifyOut)
+def verify(_: Auditor, ledger: LedgerDep) -> VerifyOut:
+    """Recompute the seal chain; every changed, removed, inserted or reordered entry is named."""
+    report = ledger.verify()
+    return VerifyOut(ok=report.ok, seals_checked=report.seals_checked, entries_checked=report.entries_checked,
+                     findings=[FindingOut(kind=f.kind, seq=f.seq, seal_id=f.seal_id, detail=f.detail)
+                               for f in report.findings])
+
+
+@router.post("/journal/seal", response_model=SealOut)
+def seal(_: Auditor, ledger: LedgerDep) -> SealOut:
+    """Seal every committed, unsealed entry into the hash chain (normally a periodic job)."""
+    seals = ledger.seal(datetime.now(UTC))
+    return SealOut(seals=len(seals), entries=sum(s.entry_count for s in seals),
+                   last_seq=seals[-1].last_seq if seals else None)

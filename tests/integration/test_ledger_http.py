@@ -1,0 +1,104 @@
+"""The ledger over HTTP: status codes, refusal bodies, replay, roles, batch, quota, journal verify."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from card_backend.auth.principal import Role
+from quota.engine import GroupCommitEngine
+from quota.redemption import StaticTerms
+from quota.service import LedgerService
+from tests.integration.ledger_seed import T0, TERMS, Population, seed
+
+NOW = T0 + timedelta(days=2)
+
+
+@pytest.fixture
+def pop(app, engine: Engine) -> Iterator[Population]:  # type: ignore[no-untyped-def]
+    population = seed(engine)
+    terms = StaticTerms(TERMS)
+    with GroupCommitEngine(engine, terms, clock=lambda: NOW) as eng:
+        app.state.ledger = LedgerService(engine, terms, eng, hold_ttl_s=600, clock=lambda: NOW)
+        yield population
+
+
+def body(pop: Population, qty: int = 1000, **kw: object) -> dict[str, object]:
+    return {"id": str(uuid.uuid4()), "card_serial": pop.family_card[1], "product_code": "sugar",
+            "quantity_qty": qty, "point_code": "P1", **kw}
+
+
+def test_redemption_ok_replay_and_refusals(client: TestClient, auth, pop: Population) -> None:  # type: ignore[no-untyped-def]
+    clerk = auth(Role.CLERK)
+    req = body(pop)
+    r = client.post("/api/v1/redemptions", json=req, headers=clerk)
+    assert r.status_code == 200 and r.json()["remaining_qty"] == 4000 and r.json()["price_minor"] == 350
+    again = client.post("/api/v1/redemptions", json=req, headers=clerk)
+    assert again.status_code == 200 and again.json()["replayed"] is True
+    other = client.post("/api/v1/redemptions", json={**req, "quantity_qty": 5}, headers=clerk)
+    assert other.status_code == 409 and other.json()["error"] == "exists_with_different_payload"
+    over = client.post("/api/v1/redemptions", json=body(pop, 4001), headers=clerk)
+    assert over.status_code == 409 and over.json()["error"] == "exceeds_allowance"
+    assert over.json()["detail"]["remaining_qty"] == 4000
+    bad = client.post("/api/v1/redemptions", json=body(pop, 0), headers=clerk)
+    assert bad.status_code == 422
+    assert client.post("/api/v1/redemptions", json=body(pop)).status_code == 401
+    assert client.post("/api/v1/redemptions", json=body(pop), headers=auth(Role.AUDITOR)).status_code == 403
+
+
+def test_batch_answers_per_item(client: TestClient, auth, pop: Population) -> None:  # type: ignore[no-untyped-def]
+    items = [body(pop, 2000), body(pop, 2000), body(pop, 2000)]
+    r = client.post("/api/v1/redemptions/batch", json={"items": items}, headers=auth(Role.CLERK))
+    assert r.status_code == 200
+    assert [x["result"] for x in r.json()["results"]] == ["ok", "ok", "exceeds_allowance"]
+
+
+def test_hold_post_void_over_http(client: TestClient, auth, pop: Population) -> None:  # type: ignore[no-untyped-def]
+    clerk = auth(Role.CLERK)
+    hold = {**body(pop, 40_000), "product_code": "diesel"}
+    assert client.post("/api/v1/holds", json=hold, headers=clerk).status_code == 200
+    posted = client.post(f"/api/v1/holds/{hold['id']}/post", json={"quantity_qty": 20_000}, headers=clerk)
+    assert posted.status_code == 200 and posted.json()["quantity_qty"] == 20_000
+    assert client.post(f"/api/v1/holds/{hold['id']}/void", headers=clerk).json()["error"] == "hold_not_pending"
+    assert client.post(f"/api/v1/holds/{uuid.uuid4()}/void", headers=clerk).status_code == 404
+
+
+def test_reversal_needs_a_supervisor_and_a_reason(client: TestClient, auth, pop: Population) -> None:  # type: ignore[no-untyped-def]
+    debit = client.post("/api/v1/redemptions", json=body(pop), headers=auth(Role.CLERK)).json()
+    rev = {"id": str(uuid.uuid4()), "ref_entry_id": debit["id"], "reason": "pumped 20 L, debited 50 L"}
+    assert client.post("/api/v1/reversals", json=rev, headers=auth(Role.CLERK)).status_code == 403
+    assert client.post("/api/v1/reversals", json={**rev, "reason": ""}, headers=auth(Role.SUPERVISOR)) \
+        .status_code == 422
+    r = client.post("/api/v1/reversals", json=rev, headers=auth(Role.SUPERVISOR))
+    assert r.status_code == 200 and r.json()["quantity_qty"] == -1000 and r.json()["remaining_qty"] == 5000
+
+
+def test_topup_quota_stock_and_journal(client: TestClient, auth, pop: Population) -> None:  # type: ignore[no-untyped-def]
+    top = {"id": str(uuid.uuid4()), "holder_type": "family", "holder_id": 1, "product_code": "diesel",
+           "quantity_qty": 40_000, "reason": "travel top-up", "cap_qty": 40_000}
+    assert client.post("/api/v1/topups", json=top, headers=auth(Role.CLERK)).status_code == 403
+    assert client.post("/api/v1/topups", json=top, headers=auth(Role.REGISTRAR)).status_code == 200
+    quota = client.get(f"/api/v1/cards/{pop.family_card[1]}/quota", headers=auth(Role.CLERK)).json()
+    diesel = next(line for line in quota["lines"] if line["product_code"] == "diesel")
+    assert diesel["granted_qty"] == 240_000
+    supervisor = auth(Role.SUPERVISOR)
+    d = client.post("/api/v1/stock/deliveries", headers=supervisor,
+                    json={"point_code": "P1", "product_code": "sugar", "quantity_qty": 500})
+    assert d.status_code == 201 and d.json()["balance_qty"] == 500
+    assert client.post("/api/v1/redemptions", json=body(pop, 501), headers=auth(Role.CLERK)).json()["error"] \
+        == "point_out_of_stock"
+    report = client.get("/api/v1/stock/report", params={"point_code": "P1", "day_from": "2026-11-01",
+                                                         "day_to": "2026-11-30"}, headers=supervisor)
+    assert report.status_code == 200 and report.json()["balances"][0]["reconciled"] is True
+    auditor = auth(Role.AUDITOR)
+    sealed = client.post("/api/v1/journal/seal", headers=auditor).json()
+    assert sealed["entries"] == 2
+    v = client.get("/api/v1/journal/verify", headers=auditor).json()
+    assert v["ok"] is True and v["entries_checked"] == 2
+    draws = client.get("/api/v1/families/1/draws", headers=supervisor).json()
+    assert [d["kind"] for d in draws] == ["topup"]
