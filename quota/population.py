@@ -2,8 +2,9 @@
 
 Opening a period reads millions of families and persons, so rows never become Python objects on
 PostgreSQL: every query returns integer columns only (text is coded in SQL: a governorate is its
-position in the configured list) and is streamed with ``COPY … TO STDOUT (FORMAT BINARY)`` straight
-into a numpy structured array. SQLite, the single-point default, takes the ordinary row path.
+position in the configured list), and each column travels as one binary string that numpy reads
+in place (a COPY out would cost one protocol message, and a Python wake-up, per row). SQLite, the
+single-point default, takes the ordinary row path.
 
 Attributes are judged as of a day (the period start): ages, exclusions in force, licence states.
 A vehicle counts as excluded when it or its owner's family is on the exclusion list; its
@@ -12,7 +13,6 @@ A vehicle counts as excluded when it or its owner's family is on the exclusion l
 
 from __future__ import annotations
 
-import io
 from datetime import date
 from typing import Any
 
@@ -22,28 +22,28 @@ from sqlalchemy import Connection, text
 from quota.domain.eligibility import HolderColumns, IntArray, ages_at
 from quota.domain.rules import FUELS, VEHICLE_KINDS
 
-_PG_EPOCH = np.datetime64("2000-01-01", "D")
-_COPY_HEADER = 19  # signature (11) + flags (4) + header extension length (4)
-
 
 def _is_pg(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
 def int_columns(conn: Connection, sql: str, params: dict[str, Any], ncols: int) -> list[IntArray]:
-    """Run a query whose columns are all non-null bigints; return one int64 array per column."""
+    """Run a query whose columns are all non-null integers; return one int64 array per column.
+
+    On PostgreSQL each column comes back as a single ``bytea`` (``string_agg`` of ``int8send``):
+    one value per column instead of one protocol message per row, parsed by ``np.frombuffer``.
+    """
     if _is_pg(conn):
-        dtype = np.dtype(
-            [("n", ">i2")] + [x for i in range(ncols) for x in ((f"l{i}", ">i4"), (f"v{i}", ">i8"))]
-        )
+        names = ", ".join(f"c{i}" for i in range(ncols))
+        aggs = ", ".join(f"string_agg(int8send(c{i}::bigint), ''::bytea)" for i in range(ncols))
         raw: Any = conn.connection.driver_connection
-        buf = io.BytesIO()
-        with raw.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as cp:
-            for chunk in cp:
-                buf.write(chunk)
-        data = buf.getbuffer()
-        rows = np.frombuffer(data[_COPY_HEADER : len(data) - 2], dtype=dtype)
-        return [rows[f"v{i}"].astype(np.int64) for i in range(ncols)]
+        with raw.cursor() as cur:
+            cur.execute(f"SELECT {aggs} FROM ({sql}) AS q({names})", params)
+            row = cur.fetchone()
+        return [
+            np.zeros(0, np.int64) if col is None else np.frombuffer(col, dtype=">i8").astype(np.int64)
+            for col in row
+        ]
     result = conn.execute(text(sql.replace("%(", ":").replace(")s", "")), params).all()
     table = np.asarray(result, dtype=np.int64).reshape(len(result), ncols)
     return [table[:, i].copy() for i in range(ncols)]

@@ -1,0 +1,135 @@
+"""Benchmark (d): open a monthly period for N families × 6 products, and simulate the same population.
+
+Builds (once, cached in its own database) a synthetic registry of ``--families`` families with 1–8
+members each, generated inside PostgreSQL; then measures, from a clean ``allowances`` table:
+
+* ``open_period_1m``: read the population as columns (binary COPY out), compute every family rule of
+  the demo set with numpy, bulk-load the allowances (binary COPY in), commit;
+* ``simulate_1m``: the same computation on the columns in memory, summed by governorate and
+  product, with the subsidy cost (no writing).
+
+Prints ``bench <name> <value> <unit>`` lines (DESIGN.md), plus detail lines starting with ``#``.
+Run: ``.venv/bin/python loadtests/bench_opening.py [--families 1000000] [--fresh]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from card_backend.config import SYRIA_GOVERNORATES
+from card_backend.db import make_engine, make_session_factory
+from card_backend.migrate import upgrade
+from quota import opening, population, rules_repository
+from quota.domain.rules import ruleset_from_yaml
+from quota.domain.simulate import ProductPrice, simulate
+
+ADMIN_URL = os.environ.get("CARD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+AT = datetime(2026, 11, 1, tzinfo=UTC)  # a month start inside the heating season: 6 family products
+
+
+def _url(db: str) -> str:
+    return f"{ADMIN_URL.rpartition('/')[0]}/{db}"
+
+
+def build(db: str, families: int, fresh: bool) -> str:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": db})
+        if exists and fresh:
+            conn.execute(text(f'DROP DATABASE "{db}" WITH (FORCE)'))
+            exists = None
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{db}"'))
+    admin.dispose()
+    url = _url(db)
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        have = conn.scalar(text("SELECT count(*) FROM families"))
+        if have != families:
+            t = time.perf_counter()
+            conn.execute(text("TRUNCATE families, persons, exclusions, products, rule_versions CASCADE"))
+            govs = "ARRAY[" + ",".join(f"'{g}'" for g in SYRIA_GOVERNORATES) + "]"
+            conn.execute(
+                text(
+                    "INSERT INTO families (id, book_number, governorate, address, status) "
+                    f"SELECT g, 'B' || g, ({govs})[1 + g % {len(SYRIA_GOVERNORATES)}], '', 'active' "
+                    "FROM generate_series(1, :n) g"
+                ),
+                {"n": families},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO persons (national_id, family_id, first_name_ar, last_name_ar, first_name_en, "
+                    "last_name_en, birth_date, sex, relation, alive) "
+                    "SELECT lpad((f * 10 + k)::text, 11, '0'), f, 'أ', 'ب', '', '', "
+                    "DATE '1940-01-01' + ((f * 31 + k * 977) % 30000)::int, CASE WHEN k % 2 = 0 THEN 'F' ELSE 'M' END, "
+                    "CASE WHEN k = 1 THEN 'head' ELSE 'child' END, true "
+                    "FROM generate_series(1::bigint, :n) f CROSS JOIN LATERAL generate_series(1, (1 + (f * 7919) % 8)::int) k"
+                ),
+                {"n": families},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO exclusions (holder_type, holder_id, reason, since) "
+                    "SELECT 'family', g, 'large_taxpayer', DATE '2022-01-01' FROM generate_series(7, :n, 7) g"
+                ),
+                {"n": families},
+            )
+            print(f"# built {families} families in {time.perf_counter() - t:.1f} s")
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+    engine.dispose()
+    return url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--families", type=int, default=1_000_000)
+    parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--db", default="bench_opening")
+    args = parser.parse_args()
+    url = build(args.db, args.families, args.fresh)
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    rs = ruleset_from_yaml((Path(opening.__file__).parent / "rulesets" / "demo.yaml").read_text())
+    family_rules = [r for r in rs.rules if r.holder_type == "family"]
+    with factory.begin() as s:
+        s.execute(text("TRUNCATE allowances, period_openings, products, rule_versions RESTART IDENTITY"))
+        for p in rs.products:
+            rules_repository.add_product(s, p)
+        versions = [(rules_repository.add_version(s, r, "bench").id, r) for r in family_rules]
+    label = "1m" if args.families == 1_000_000 else f"{args.families}"
+
+    t = time.perf_counter()
+    with factory.begin() as s:
+        report = opening.open_period(s, at=AT, rules=versions, governorates=SYRIA_GOVERNORATES)
+    total = time.perf_counter() - t
+    print(f"# opened {report.rows} allowances for {len(report.opened)} rules")
+    print(f"bench open_period_{label} {total:.2f} s")
+
+    with engine.connect() as conn:
+        t = time.perf_counter()
+        pops = population.load(conn, {"family"}, date(2026, 11, 1), SYRIA_GOVERNORATES)
+        read = time.perf_counter() - t
+    prices = {p.code: ProductPrice(p.price_per_qty, p.free_price_minor) for p in rs.products}
+    t = time.perf_counter()
+    sim, _ = simulate(family_rules, pops, prices, AT)
+    compute = time.perf_counter() - t
+    totals = sim.totals()
+    print(
+        f"# population read {read:.2f} s; products {sorted(totals)}; "
+        f"sugar subsidy {totals['sugar'].subsidy_minor} minor"
+    )
+    print(f"bench simulate_{label} {compute:.2f} s")
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
