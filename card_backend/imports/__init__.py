@@ -1,0 +1,1 @@
+"""Bulk loading of the registry: the families CSV import (``csvformat`` → ``staging`` → ``service``)."""
