@@ -1,0 +1,1 @@
+"""Card authentication at the point: tap challenges, card-signed debits, key registration, certificates."""

@@ -1,0 +1,84 @@
+"""Bodies of the card authentication API. Binary values travel as lowercase hex."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from card_backend.ledger.schemas import OutcomeOut, QuotaLineOut
+
+Hex = Annotated[str, Field(pattern=r"^([0-9a-fA-F]{2})+$", max_length=1024)]
+Serial = Annotated[str, Field(pattern=r"^[A-Z0-9-]{1,16}$")]
+Code = Annotated[str, Field(min_length=1, max_length=32)]
+Counter = Annotated[int, Field(ge=1, le=0xFFFFFFFF)]
+PositiveQty = Annotated[int, Field(gt=0, le=0xFFFFFFFF)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChallengeOut(BaseModel):
+    challenge_id: str
+    challenge_hex: str
+    expires_at: datetime
+
+
+class VerifyIn(_In):
+    challenge_id: Annotated[str, Field(min_length=1, max_length=36)]
+    card_serial: Serial
+    counter: Counter
+    signature_hex: Hex
+
+
+class BalanceCertificateOut(BaseModel):
+    product_code: str
+    ceiling_qty: int
+    valid_until: datetime
+    certificate_hex: str
+
+
+class VerifiedOut(BaseModel):
+    """A genuine card: who it serves, what it may still draw, and its offline allowances."""
+
+    card_serial: str
+    holder_type: str
+    holder_id: int
+    counter: int
+    quota: list[QuotaLineOut]
+    balance_certificates: list[BalanceCertificateOut]
+
+
+class SignedRedemptionIn(_In):
+    id: UUID = Field(description="Made by the agent and stored in its outbox before sending.")
+    card_serial: Serial
+    product_code: Code
+    quantity_qty: PositiveQty
+    point_code: Code
+    counter: Counter = Field(description="The card counter returned by SIGN TRANSACTION.")
+    signature_hex: Hex = Field(
+        description="The card's signature over the transaction (docs/card-protocol.md)."
+    )
+
+
+class SignedOutcomeOut(OutcomeOut):
+    balance_certificate: BalanceCertificateOut | None = None
+
+
+class KeyIn(_In):
+    public_key_hex: Hex = Field(description="The card's P-256 public key: 65-byte point or DER, as hex.")
+
+
+class CardCertificateOut(BaseModel):
+    card_serial: str
+    card_certificate_hex: str
+
+
+class PublicKeysOut(BaseModel):
+    """What an agent needs to check cards and offline allowances without the backend."""
+
+    issuer_public_key_pem: str
+    certificate_public_key_pem: str

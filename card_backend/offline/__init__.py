@@ -1,0 +1,1 @@
+"""Offline redemptions: sync of what points served without the backend, and the conflicts list."""
