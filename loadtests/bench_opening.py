@@ -26,6 +26,7 @@ from card_backend.config import SYRIA_GOVERNORATES
 from card_backend.db import make_engine, make_session_factory
 from card_backend.migrate import upgrade
 from quota import opening, population, rules_repository
+from quota.domain import entitlement
 from quota.domain.rules import ruleset_from_yaml
 from quota.domain.simulate import ProductPrice, simulate
 
@@ -66,12 +67,14 @@ def build(db: str, families: int, fresh: bool) -> str:
             )
             conn.execute(
                 text(
-                    "INSERT INTO persons (national_id, family_id, first_name_ar, last_name_ar, first_name_en, "
-                    "last_name_en, birth_date, sex, relation, alive) "
+                    "INSERT INTO persons (national_id, family_id, first_name_ar, last_name_ar, "
+                    "first_name_en, last_name_en, birth_date, sex, relation, alive) "
                     "SELECT lpad((f * 10 + k)::text, 11, '0'), f, 'أ', 'ب', '', '', "
-                    "DATE '1940-01-01' + ((f * 31 + k * 977) % 30000)::int, CASE WHEN k % 2 = 0 THEN 'F' ELSE 'M' END, "
+                    "DATE '1940-01-01' + ((f * 31 + k * 977) % 30000)::int, "
+                    "CASE WHEN k % 2 = 0 THEN 'F' ELSE 'M' END, "
                     "CASE WHEN k = 1 THEN 'head' ELSE 'child' END, true "
-                    "FROM generate_series(1::bigint, :n) f CROSS JOIN LATERAL generate_series(1, (1 + (f * 7919) % 8)::int) k"
+                    "FROM generate_series(1::bigint, :n) f "
+                    "CROSS JOIN LATERAL generate_series(1, (1 + (f * 7919) % 8)::int) k"
                 ),
                 {"n": families},
             )
@@ -116,7 +119,8 @@ def main() -> None:
 
     with engine.connect() as conn:
         t = time.perf_counter()
-        pops = population.load(conn, {"family"}, date(2026, 11, 1), SYRIA_GOVERNORATES)
+        ages = entitlement.needs_member_ages(family_rules)
+        pops = population.load(conn, {"family"}, date(2026, 11, 1), SYRIA_GOVERNORATES, ages=ages)
         read = time.perf_counter() - t
     prices = {p.code: ProductPrice(p.price_per_qty, p.free_price_minor) for p in rs.products}
     t = time.perf_counter()

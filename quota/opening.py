@@ -134,7 +134,9 @@ def open_period(
     prices = {p.code: p.price_per_qty for p in session.scalars(select(Product))}
     if populations is None:
         govs = governorates or governorates_in(conn)
-        populations = population.load(conn, {r.holder_type for _, r in chosen}, day, govs)
+        plain = [r for _, r in chosen]
+        types = {r.holder_type for r in plain}
+        populations = population.load(conn, types, day, govs, ages=entitlement.needs_member_ages(plain))
     report = OpeningReport(at=when)
     fresh: list[repo.Rows] = []
     points: dict[tuple[str, str], _Points] = {}

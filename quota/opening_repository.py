@@ -291,3 +291,32 @@ def openings(conn: Connection, holder_type: str, product_code: str, period_start
 
 def record_opening(conn: Connection, **values: Any) -> None:
     conn.execute(insert(period_openings), [values])
+
+
+def holder_allowances(
+    conn: Connection, holder_type: str, holder_id: int, at: datetime
+) -> list[dict[str, Any]]:
+    """A holder's allowance rows serving ``at`` (started, not ended; rolling rows always), for explain."""
+    stmt = (
+        select(_TABLE)
+        .where(_A.holder_type == holder_type, _A.holder_id == holder_id, _A.period_start <= at)
+        .where(
+            _A.period_end.is_(None)
+            | (_A.period_end > at)
+            | _A.period_start.in_(
+                select(func.max(_A.period_start)).where(
+                    _A.holder_type == holder_type, _A.holder_id == holder_id
+                )
+            )
+        )
+        .order_by(_A.product_code, _A.period_start)
+    )
+    return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def period_rows(
+    conn: Connection, holder_type: str, product_code: str, period_start: datetime
+) -> list[IntArray]:
+    """holder_id and used_qty of one product's period (for the unserved report)."""
+    hid, _, _, _, used, _ = previous_rows(conn, holder_type, product_code, period_start)
+    return [hid, used]

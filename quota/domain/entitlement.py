@@ -44,6 +44,11 @@ class RuleResult:
         return self.eligible & (self.granted_qty > 0)
 
 
+def needs_member_ages(rules: Sequence[Rule]) -> bool:
+    """Whether any rule looks at members' ages (otherwise opening skips reading birth dates)."""
+    return any(r.eligibility.members_aged is not None or r.amount.member_ages is not None for r in rules)
+
+
 def ordered(rules: Sequence[Rule]) -> list[Rule]:
     return sorted(rules, key=lambda r: (r.priority, r.code))
 

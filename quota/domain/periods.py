@@ -88,6 +88,23 @@ def previous_window(spec: PeriodSpec, current: Window, tz: ZoneInfo = UTC) -> Wi
     return window(spec, current.start - timedelta(seconds=1), tz)
 
 
+def last_season(spec: PeriodSpec, at: datetime, tz: ZoneInfo = UTC) -> Window | None:
+    """The last complete window before ``at``: the previous one while a window runs, else the one just
+    ended (between two seasons). Rolling periods have none."""
+    if spec.kind == "rolling":
+        return None
+    current = window(spec, at, tz)
+    if current is not None:
+        return previous_window(spec, current, tz)
+    local = at.astimezone(tz).date()
+    assert spec.start is not None
+    for year in (local.year, local.year - 1):
+        start = _midnight(_month_day(spec.start, year), tz)
+        if start <= at:
+            return window(spec, start, tz)
+    return None
+
+
 def rolling_end(spec: PeriodSpec, first_redeemed_at: datetime) -> datetime:
     """When a rolling window started at the first redemption ends."""
     assert spec.days is not None
