@@ -37,26 +37,77 @@ def seed_registry(session: Session) -> None:
         session.execute(insert(Family), [{"id": fid, "book_number": f"B{fid}", "governorate": gov}])
         for y in years:
             pid += 1
-            session.execute(insert(Person), [{
-                "id": pid, "national_id": f"{pid:011d}", "family_id": fid, "first_name_ar": "أ",
-                "last_name_ar": "ب", "birth_date": date(y, 6, 1), "sex": "M", "relation": "other",
-            }])
+            session.execute(
+                insert(Person),
+                [
+                    {
+                        "id": pid,
+                        "national_id": f"{pid:011d}",
+                        "family_id": fid,
+                        "first_name_ar": "أ",
+                        "last_name_ar": "ب",
+                        "birth_date": date(y, 6, 1),
+                        "sex": "M",
+                        "relation": "other",
+                    }
+                ],
+            )
     # a dead member does not count
-    session.execute(insert(Person), [{"id": 99, "national_id": "00000000099", "family_id": 1,
-                                      "first_name_ar": "أ", "last_name_ar": "ب", "birth_date": date(1950, 1, 1),
-                                      "sex": "F", "relation": "parent", "alive": False}])
-    session.execute(insert(Exclusion), [{"holder_type": "family", "holder_id": EXCLUDED_FAMILY,
-                                         "reason": "commercial_register", "since": date(2022, 1, 1)}])
+    session.execute(
+        insert(Person),
+        [
+            {
+                "id": 99,
+                "national_id": "00000000099",
+                "family_id": 1,
+                "first_name_ar": "أ",
+                "last_name_ar": "ب",
+                "birth_date": date(1950, 1, 1),
+                "sex": "F",
+                "relation": "parent",
+                "alive": False,
+            }
+        ],
+    )
+    session.execute(
+        insert(Exclusion),
+        [
+            {
+                "holder_type": "family",
+                "holder_id": EXCLUDED_FAMILY,
+                "reason": "commercial_register",
+                "since": date(2022, 1, 1),
+            }
+        ],
+    )
     # persons 1 (family 1) and 3 (family 2) hold licences; person 3's is suspended since 2026-01-01
-    session.execute(insert(Licence), [
-        {"id": 1, "person_id": 1, "number": "L1", "categories": "B", "issued_on": date(2015, 1, 1),
-         "expires_on": date(2030, 1, 1)},
-        {"id": 2, "person_id": 3, "number": "L2", "categories": "B", "issued_on": date(2015, 1, 1),
-         "expires_on": date(2030, 1, 1)},
-    ])
-    session.execute(insert(LicenceState), [
-        {"licence_id": 2, "state": "suspended", "reason": "court", "effective_on": date(2026, 1, 1)},
-    ])
+    session.execute(
+        insert(Licence),
+        [
+            {
+                "id": 1,
+                "person_id": 1,
+                "number": "L1",
+                "categories": "B",
+                "issued_on": date(2015, 1, 1),
+                "expires_on": date(2030, 1, 1),
+            },
+            {
+                "id": 2,
+                "person_id": 3,
+                "number": "L2",
+                "categories": "B",
+                "issued_on": date(2015, 1, 1),
+                "expires_on": date(2030, 1, 1),
+            },
+        ],
+    )
+    session.execute(
+        insert(LicenceState),
+        [
+            {"licence_id": 2, "state": "suspended", "reason": "court", "effective_on": date(2026, 1, 1)},
+        ],
+    )
     vehicles = [
         (1, "private", "gasoline", 1600, 1),  # family 1, first car: subsidised
         (2, "private", "gasoline", 1400, 1),  # family 1, second car: free price only
@@ -64,11 +115,22 @@ def seed_registry(session: Session) -> None:
         (4, "government", "gasoline", 3000, 3),  # government: no licence rule
         (5, "private", "diesel", 1800, 1),
     ]
-    session.execute(insert(Vehicle), [
-        {"id": v, "plate": f"P{v}", "governorate": "damascus", "kind": k, "fuel": f, "engine_cc": cc,
-         "model_year": 2015, "owner_person_id": owner}
-        for v, k, f, cc, owner in vehicles
-    ])
+    session.execute(
+        insert(Vehicle),
+        [
+            {
+                "id": v,
+                "plate": f"P{v}",
+                "governorate": "damascus",
+                "kind": k,
+                "fuel": f,
+                "engine_cc": cc,
+                "model_year": 2015,
+                "owner_person_id": owner,
+            }
+            for v, k, f, cc, owner in vehicles
+        ],
+    )
 
 
 def demo_ruleset() -> RuleSet:

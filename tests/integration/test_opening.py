@@ -19,7 +19,8 @@ DEC = datetime(2026, 12, 2, 12, tzinfo=UTC)
 
 def rows(session: Session, product: str) -> dict[int, dict[str, Any]]:
     result = session.execute(
-        text("SELECT * FROM allowances WHERE product_code = :p ORDER BY holder_id, period_start"), {"p": product}
+        text("SELECT * FROM allowances WHERE product_code = :p ORDER BY holder_id, period_start"),
+        {"p": product},
     ).mappings()
     out: dict[int, dict[str, Any]] = {}
     for r in result:
@@ -67,11 +68,19 @@ def test_reopening_is_idempotent_and_adds_only_new_holders(session_factory: sess
         again = open_period(s, at=NOV)
     assert first.rows > 0 and again.rows == 0
     with session_factory.begin() as s:
-        s.execute(text("INSERT INTO families (id, book_number, governorate, address, status) "
-                       "VALUES (6, 'B6', 'homs', '', 'active')"))
-        s.execute(text("INSERT INTO persons (id, national_id, family_id, first_name_ar, last_name_ar, "
-                       "first_name_en, last_name_en, birth_date, sex, relation, alive) VALUES "
-                       "(50, '00000000050', 6, 'أ', 'ب', '', '', '1990-01-01', 'F', 'head', true)"))
+        s.execute(
+            text(
+                "INSERT INTO families (id, book_number, governorate, address, status) "
+                "VALUES (6, 'B6', 'homs', '', 'active')"
+            )
+        )
+        s.execute(
+            text(
+                "INSERT INTO persons (id, national_id, family_id, first_name_ar, last_name_ar, "
+                "first_name_en, last_name_en, birth_date, sex, relation, alive) VALUES "
+                "(50, '00000000050', 6, 'أ', 'ب', '', '', '1990-01-01', 'F', 'head', true)"
+            )
+        )
     with session_factory.begin() as s:
         topped = open_period(s, at=NOV)
     by_rule = {o.rule_code: o.rows for o in topped.opened}
@@ -79,7 +88,9 @@ def test_reopening_is_idempotent_and_adds_only_new_holders(session_factory: sess
     assert by_rule["gasoline_private"] == 0
     with session_factory() as s:
         assert rows(s, "sugar")[6]["granted_qty"] == 1000
-        count = s.execute(text("SELECT count(*) FROM allowances WHERE product_code = 'gas_cylinder'")).scalar()
+        count = s.execute(
+            text("SELECT count(*) FROM allowances WHERE product_code = 'gas_cylinder'")
+        ).scalar()
         assert count == 5
 
 
@@ -90,7 +101,9 @@ def test_a_rule_edited_after_opening_does_not_change_the_opened_period(
     with session_factory.begin() as s:
         open_period(s, at=NOV)
     with session_factory.begin() as s:
-        (old_id, old), *_ = [(vid, r) for vid, r in rules_repository.current(s, NOV.date()) if r.code == "sugar_family"]
+        (old_id, old), *_ = [
+            (vid, r) for vid, r in rules_repository.current(s, NOV.date()) if r.code == "sugar_family"
+        ]
         body = old.model_dump(mode="json")
         body["amount"] = {"per_member_qty": 500, "cap_qty": 2000}
         new = rules_repository.add_version(s, Rule.model_validate(body), "admin")
@@ -99,13 +112,19 @@ def test_a_rule_edited_after_opening_does_not_change_the_opened_period(
         open_period(s, at=NOV)  # a repeat in November keeps November as opened
         open_period(s, at=DEC)
     with session_factory() as s:
-        nov = s.execute(text("SELECT granted_qty, rule_version_id FROM allowances WHERE product_code = 'sugar' "
-                             "AND holder_id = 2 ORDER BY period_start")).all()
+        nov = s.execute(
+            text(
+                "SELECT granted_qty, rule_version_id FROM allowances WHERE product_code = 'sugar' "
+                "AND holder_id = 2 ORDER BY period_start"
+            )
+        ).all()
         # December under version 2: 2 kg, plus 1 kg carried (the cap) of November's unused 4 kg
         assert [tuple(r) for r in nov] == [(4000, old_id), (3000, new.id)]
 
 
-def test_carry_over_up_to_the_cap_and_points_at_the_next_period(session_factory: sessionmaker[Session]) -> None:
+def test_carry_over_up_to_the_cap_and_points_at_the_next_period(
+    session_factory: sessionmaker[Session],
+) -> None:
     setup(session_factory)
     with session_factory.begin() as s:
         open_period(s, at=NOV)
@@ -113,7 +132,9 @@ def test_carry_over_up_to_the_cap_and_points_at_the_next_period(session_factory:
         # family 1 used 500 g of 2 kg sugar (1.5 kg unused, cap 1 kg); family 2 used all 4 kg;
         # family 3 drew one of its two bread bundles on 18 Nov (1 unused → 10 points).
         s.execute(text("UPDATE allowances SET used_qty = 500 WHERE product_code = 'sugar' AND holder_id = 1"))
-        s.execute(text("UPDATE allowances SET used_qty = 4000 WHERE product_code = 'sugar' AND holder_id = 2"))
+        s.execute(
+            text("UPDATE allowances SET used_qty = 4000 WHERE product_code = 'sugar' AND holder_id = 2")
+        )
         s.execute(text("UPDATE allowances SET used_qty = granted_qty WHERE product_code = 'bread'"))
         s.execute(text("UPDATE allowances SET used_qty = 1 WHERE product_code = 'bread' AND holder_id = 3"))
     with session_factory.begin() as s:

@@ -1,0 +1,119 @@
+"""Rules HTTP: products, versioned rules, simulation, explain, period opening, the unserved report.
+
+HTTP only: each route declares who may call it, hands the request to ``service`` and shapes the
+answer. Writes are for administrators; supervisors and auditors read, simulate and explain.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from card_backend.auth.deps import require_roles
+from card_backend.auth.principal import Principal, Role
+from card_backend.deps import SessionDep, SettingsDep
+from card_backend.rules import service
+from card_backend.rules.schemas import (
+    OpenedOut,
+    OpenIn,
+    OpeningOut,
+    ProductIn,
+    ProductOut,
+    RuleVersionOut,
+    SimulateIn,
+    SimulationOut,
+    UnservedOut,
+)
+from quota import rules_repository
+from quota.domain.rules import ProductSpec, Rule
+
+router = APIRouter(prefix="/api/v1", tags=["rules"])
+
+Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+Reader = Annotated[Principal, Depends(require_roles(Role.SUPERVISOR, Role.AUDITOR))]
+Explainer = Annotated[
+    Principal, Depends(require_roles(Role.SUPERVISOR, Role.AUDITOR, Role.REGISTRAR, Role.CLERK))
+]
+
+
+@router.get("/products", response_model=list[ProductOut])
+def list_products(session: SessionDep, _: Reader) -> list[ProductOut]:
+    return [ProductOut.model_validate(p) for p in rules_repository.list_products(session)]
+
+
+@router.post("/products", response_model=ProductOut, status_code=201)
+def create_product(body: ProductIn, session: SessionDep, _: Admin) -> ProductOut:
+    spec = ProductSpec.model_validate(body.model_dump(exclude={"active"}))
+    return ProductOut.model_validate(service.add_product(session, spec, body.active))
+
+
+@router.get("/rules", response_model=list[RuleVersionOut])
+def list_rules(
+    session: SessionDep, _: Reader, all_versions: Annotated[bool, Query()] = False
+) -> list[RuleVersionOut]:
+    """The newest version of every rule (``all_versions=true``: every version)."""
+    rows = rules_repository.versions(session) if all_versions else rules_repository.latest_versions(session)
+    return [RuleVersionOut.model_validate(r) for r in rows]
+
+
+@router.get("/rules/{code}", response_model=list[RuleVersionOut])
+def rule_versions(code: str, session: SessionDep, _: Reader) -> list[RuleVersionOut]:
+    return [RuleVersionOut.model_validate(r) for r in service.rule_versions(session, code)]
+
+
+@router.post("/rules", response_model=RuleVersionOut, status_code=201)
+def create_rule(body: Rule, session: SessionDep, principal: Admin) -> RuleVersionOut:
+    return RuleVersionOut.model_validate(service.create_rule(session, body, principal.actor))
+
+
+@router.put("/rules/{code}", response_model=RuleVersionOut, status_code=201)
+def edit_rule(code: str, body: Rule, session: SessionDep, principal: Admin) -> RuleVersionOut:
+    """Store a new version; allowances already opened keep the version they were opened with."""
+    return RuleVersionOut.model_validate(service.new_version(session, code, body, principal.actor))
+
+
+@router.post("/rules/simulate", response_model=SimulationOut)
+def simulate(body: SimulateIn, session: SessionDep, settings: SettingsDep, _: Reader) -> SimulationOut:
+    """What a rule set (default: the current one) would hand out and cost, next to the current rules."""
+    result = service.simulate(session, settings, body.rules, body.at, body.compare)
+    return SimulationOut.model_validate(result, from_attributes=True)
+
+
+@router.get("/holders/{holder_type}/{holder_id}/explain")
+def explain(
+    holder_type: Literal["family", "person", "vehicle"],
+    holder_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: Explainer,
+    at: Annotated[datetime | None, Query()] = None,
+    point_code: Annotated[str | None, Query(max_length=32)] = None,
+) -> list[dict[str, Any]]:
+    """Each rule of the holder's type: predicates with the holder's values, arithmetic, period, tiers,
+    and the allowance's fill cap, gap, binding and batch state."""
+    return service.explain(session, settings, holder_type, holder_id, at, point_code)
+
+
+@router.post("/periods/open", response_model=OpeningOut)
+def open_period(body: OpenIn, session: SessionDep, settings: SettingsDep, principal: Admin) -> OpeningOut:
+    report = service.open_period(session, settings, body.at, body.period_key, principal.actor)
+    return OpeningOut(
+        at=report.at,
+        rows=report.rows,
+        points_rows=report.points_rows,
+        seconds=report.seconds,
+        opened=[OpenedOut.model_validate(o, from_attributes=True) for o in report.opened],
+    )
+
+
+@router.get("/batches/unserved", response_model=UnservedOut)
+def unserved(
+    session: SessionDep,
+    _: Reader,
+    product: Annotated[str, Query(max_length=32)],
+    at: Annotated[datetime | None, Query()] = None,
+) -> UnservedOut:
+    """Holders who drew none of a batch-released product last season: next season's priority list."""
+    return UnservedOut.model_validate(service.unserved(session, product, at))

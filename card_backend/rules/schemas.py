@@ -1,0 +1,112 @@
+"""Request and response bodies of the rules API. A rule body is the rule language's own model."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from quota.domain.rules import ProductSpec, Rule
+
+
+class ProductIn(ProductSpec):
+    active: bool = True
+
+
+class ProductOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    code: str
+    name_ar: str
+    name_en: str
+    unit: str
+    price_per_qty: int
+    free_price_minor: int
+    walk_in: bool
+    active: bool
+
+
+class RuleVersionOut(BaseModel):
+    """One stored version of a rule; ``id`` is the ``rule_version_id`` allowances keep."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    code: str
+    version: int
+    product_code: str
+    holder_type: str
+    effective_from: date
+    effective_to: date | None
+    created_at: datetime | None = None
+    created_by: str
+    body: dict[str, Any]
+
+
+class SimulateIn(BaseModel):
+    """A proposed rule set (default: the current one) compared with the rules in force."""
+
+    rules: list[Rule] | None = None
+    at: datetime | None = None
+    compare: bool = True
+
+
+class LineOut(BaseModel):
+    governorate: str
+    product: str
+    holders: int
+    base_qty: int
+    granted_qty: int
+    subsidy_minor: int
+
+
+class ChangeOut(BaseModel):
+    product: str
+    gained_holders: int
+    lost_holders: int
+
+
+class SimulationOut(BaseModel):
+    at: datetime
+    lines: list[LineOut]
+    totals: list[LineOut]
+    current: list[LineOut] | None = None
+    difference: list[LineOut] | None = None
+    changes: list[ChangeOut] = Field(default_factory=list)
+    seconds: float
+
+
+class OpenIn(BaseModel):
+    """Open the period containing ``at``, or starting on ``period_key`` (``YYYY-MM`` or ``YYYY-MM-DD``)."""
+
+    at: datetime | None = None
+    period_key: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}(-\d{2})?$")
+
+
+class OpenedOut(BaseModel):
+    rule_code: str
+    rule_version_id: int
+    holder_type: str
+    product: str
+    period_start: datetime
+    period_end: datetime | None
+    rows: int
+    topped_up: bool
+    carried_qty: int
+    points: int
+
+
+class OpeningOut(BaseModel):
+    at: datetime
+    rows: int
+    points_rows: int
+    seconds: float
+    opened: list[OpenedOut]
+
+
+class UnservedOut(BaseModel):
+    product: str
+    period_start: datetime
+    holder_type: str
+    holder_ids: list[int]

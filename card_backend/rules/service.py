@@ -1,0 +1,199 @@
+"""Use cases of the rules API: products, versioned rules, simulation, explain, opening, batch report.
+
+Services never commit: the request's session does, once. Business rules live in ``quota``; this
+layer maps names to errors and gathers what the domain functions need from the repositories.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from card_backend.config import Settings
+from card_backend.errors import Conflict, InvalidInput, NotFound
+from quota import opening, population, rules_repository
+from quota import opening_repository as allowances
+from quota.domain import batches, entitlement
+from quota.domain import explain as explaining
+from quota.domain import simulate as simulating
+from quota.domain.periods import last_season
+from quota.domain.rules import ProductSpec, Rule
+from quota.models import Product, RuleVersion
+
+
+class ProductExists(Conflict):
+    code = "product_exists"
+
+
+class UnknownProduct(InvalidInput):
+    code = "unknown_product"
+
+
+class RuleExists(Conflict):
+    code = "rule_exists"
+
+
+class RuleNotFound(NotFound):
+    code = "rule_not_found"
+
+
+class RuleCodeMismatch(InvalidInput):
+    code = "rule_code_mismatch"
+
+
+class HolderNotFound(NotFound):
+    code = "holder_not_found"
+
+
+class NoSeason(InvalidInput):
+    code = "no_batch_season"
+
+
+def add_product(session: Session, spec: ProductSpec, active: bool) -> Product:
+    if rules_repository.get_product(session, spec.code) is not None:
+        raise ProductExists(f"product {spec.code!r} exists")
+    return rules_repository.add_product(session, spec, active)
+
+
+def _check_product(session: Session, rule: Rule) -> None:
+    if rules_repository.get_product(session, rule.product) is None:
+        raise UnknownProduct(f"rule {rule.code!r} names unknown product {rule.product!r}")
+
+
+def create_rule(session: Session, rule: Rule, actor: str) -> RuleVersion:
+    if rules_repository.versions(session, rule.code):
+        raise RuleExists(f"rule {rule.code!r} exists: PUT a new version")
+    _check_product(session, rule)
+    return rules_repository.add_version(session, rule, actor)
+
+
+def new_version(session: Session, code: str, rule: Rule, actor: str) -> RuleVersion:
+    """Editing a rule stores a new version; periods already opened keep theirs."""
+    if rule.code != code:
+        raise RuleCodeMismatch(f"body code {rule.code!r} is not {code!r}")
+    if not rules_repository.versions(session, code):
+        raise RuleNotFound(f"no rule {code!r}")
+    _check_product(session, rule)
+    return rules_repository.add_version(session, rule, actor)
+
+
+def rule_versions(session: Session, code: str) -> list[RuleVersion]:
+    found = rules_repository.versions(session, code)
+    if not found:
+        raise RuleNotFound(f"no rule {code!r}")
+    return found
+
+
+def _now(at: datetime | None) -> datetime:
+    return (at or datetime.now(UTC)).astimezone(UTC) if (at is None or at.tzinfo) else at.replace(tzinfo=UTC)
+
+
+def simulate(
+    session: Session, settings: Settings, proposed: Sequence[Rule] | None, at: datetime | None, compare: bool
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    when = _now(at)
+    current = [r for _, r in rules_repository.current(session, when.date())]
+    rules = list(proposed) if proposed is not None else current
+    for rule in rules:
+        _check_product(session, rule)
+    types = {r.holder_type for r in [*rules, *current]}
+    ages = entitlement.needs_member_ages([*rules, *current])
+    pops = population.load(session.connection(), types, when.date(), settings.governorates, ages=ages)
+    prices = rules_repository.prices(session)
+    baseline = current if compare and proposed is not None else None
+    sim, base = simulating.simulate(rules, pops, prices, when, baseline=baseline)
+    return {
+        "at": when,
+        "lines": sim.lines,
+        "totals": list(sim.totals().values()),
+        "current": base.lines if base else None,
+        "difference": simulating.difference(sim, base) if base else None,
+        "changes": sim.changes,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def explain(
+    session: Session,
+    settings: Settings,
+    holder_type: str,
+    holder_id: int,
+    at: datetime | None,
+    point_code: str | None,
+) -> list[dict[str, Any]]:
+    """Why each rule of the holder's type applies or not, with the allowance meters that decide now."""
+    when = _now(at)
+    conn = session.connection()
+    holder = population.one(conn, holder_type, holder_id, when.date(), settings.governorates)
+    if holder is None:
+        raise HolderNotFound(f"no {holder_type} {holder_id}")
+    rows = allowances.holder_allowances(conn, holder_type, holder_id, when)
+    rules = dict((r.code, (vid, r)) for vid, r in rules_repository.current(session, when.date()))
+    opened = rules_repository.by_ids(session, sorted({r["rule_version_id"] for r in rows}))
+    for vid, rule in opened.items():  # an opened allowance is decided by the version it was opened with
+        rules[rule.code] = (vid, rule)
+    states = [
+        explaining.AllowanceState(**{k: r[k] for k in explaining.AllowanceState.__slots__})
+        for r in rows
+        if r["rule_version_id"] in opened or any(v == r["rule_version_id"] for v, _ in rules.values())
+    ]
+    states = [_utc_state(s) for s in states]
+    return explaining.explain(holder, list(rules.values()), when, states, point_code)
+
+
+def _utc_state(s: explaining.AllowanceState) -> explaining.AllowanceState:
+    """SQLite hands back naive UTC datetimes; make them aware so windows compare."""
+
+    def fix(d: datetime | None) -> datetime | None:
+        return d if d is None or d.tzinfo else d.replace(tzinfo=UTC)
+
+    return explaining.AllowanceState(
+        s.product_code,
+        s.rule_version_id,
+        fix(s.period_start) or s.period_start,
+        fix(s.period_end),
+        s.base_qty,
+        s.granted_qty,
+        s.used_qty,
+        s.held_qty,
+        s.carried_qty,
+        s.topup_qty,
+        fix(s.last_redeemed_at),
+        s.home_point_code,
+        s.binding_changes,
+    )
+
+
+def open_period(
+    session: Session, settings: Settings, at: datetime | None, period_key: str | None, actor: str
+) -> opening.OpeningReport:
+    when = None if period_key else _now(at)
+    return opening.open_period(
+        session, at=when, period_key=period_key, governorates=settings.governorates, opened_by=actor
+    )
+
+
+def unserved(session: Session, product: str, at: datetime | None) -> dict[str, Any]:
+    """Holders who drew none of a batch-released product last season (next season's priority list)."""
+    when = _now(at)
+    rules = [
+        r for _, r in rules_repository.current(session, when.date()) if r.product == product and r.batches
+    ]
+    if not rules:
+        raise NoSeason(f"no current batch rule for {product!r}")
+    rule = rules[0]
+    last = last_season(rule.period, when)
+    if last is None:
+        raise NoSeason(f"{product!r} has no previous season")
+    hid, used = allowances.period_rows(session.connection(), rule.holder_type, product, last.start)
+    return {
+        "product": product,
+        "period_start": last.start,
+        "holder_type": rule.holder_type,
+        "holder_ids": batches.unserved(hid, used).tolist(),
+    }
