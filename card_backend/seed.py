@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, text
+from sqlalchemy import Engine, func, insert, select, text
 
 from card_backend import governorates as govs
 from card_backend import nationalid
@@ -26,8 +26,8 @@ from card_backend.config import Settings
 from card_backend.family.models import Exclusion, Family, FamilyEvent, Person
 from card_backend.licence.models import Licence, LicenceState
 from card_backend.point.models import Point
-from card_backend.point.schemas import KIND_PRODUCTS, PointKind
 from card_backend.seed_names import DISTRICTS, FAMILY, FEMALE, MALE
+from card_backend.seed_points import point_rows
 from card_backend.vehicle.models import Vehicle
 
 REFERENCE_DAY = date(2025, 1, 1)
@@ -43,18 +43,6 @@ VEHICLE_KINDS: dict[str, tuple[int, tuple[str, ...], tuple[int, int]]] = {
     "bus": (3, ("diesel",), (3000, 8000)),
     "agricultural": (6, ("diesel",), (2000, 5000)),
     "government": (4, ("gasoline", "gasoline", "diesel"), (1600, 3000)),
-}
-POINTS_PER_KIND = {
-    PointKind.FUEL_STATION: 2,
-    PointKind.GAS_DEPOT: 1,
-    PointKind.STATE_OUTLET: 1,
-    PointKind.BAKERY: 2,
-}
-POINT_NAMES = {
-    PointKind.FUEL_STATION: ("محطة وقود", "fuel station", "FS"),
-    PointKind.GAS_DEPOT: ("مركز توزيع الغاز", "gas depot", "GD"),
-    PointKind.STATE_OUTLET: ("صالة السورية للتجارة", "state outlet", "SO"),
-    PointKind.BAKERY: ("مخبز", "bakery", "BK"),
 }
 OTHER_EXCLUSIONS = (
     "commercial_register",
@@ -328,30 +316,6 @@ class _Maker:
         return None
 
 
-def _points(conn: Connection, settings: Settings, ids: _Ids) -> list[dict[str, Any]]:
-    existing = set(conn.scalars(select(Point.code)))
-    rows = []
-    for gov_no, gov in enumerate(settings.governorates, start=1):
-        for kind, count in POINTS_PER_KIND.items():
-            name_ar, name_en, prefix = POINT_NAMES[kind]
-            for n in range(1, count + 1):
-                code = f"{prefix}-{gov_no:02d}-{n:03d}"
-                if code not in existing:
-                    rows.append(
-                        {
-                            "id": ids.take("points"),
-                            "code": code,
-                            "name_ar": f"{name_ar} {govs.arabic_name(gov)} {n}",
-                            "name_en": f"{gov} {name_en} {n}",
-                            "kind": kind.value,
-                            "governorate": gov,
-                            "products": list(KIND_PRODUCTS[kind]),
-                            "active": True,
-                        }
-                    )
-    return rows
-
-
 def seed_population(
     engine: Engine,
     settings: Settings,
@@ -377,7 +341,7 @@ def seed_population(
                 for name in ("families", "persons", "vehicles", "licences", "cards", "points", "exclusions")
             }
         )
-        points = _points(conn, settings, ids)
+        points = point_rows(settings, set(conn.scalars(select(Point.code))), lambda: ids.take("points"))
         if points:
             conn.execute(insert(Point), points)
         made["points"] = len(points)

@@ -93,7 +93,8 @@ def generate(path: Path, families: int, seed: int) -> int:
                 nid = nationalid.make(gov_no, (seed % 10) * 10_000_000 + rows)
                 lines.append(
                     f"{book},{gov},حي {f % 97},09{f % 100_000_000:08d},{nid},{first},{last},{LATIN[first]},"
-                    f"{LATIN[last]},{min(year, 2025)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d},{sex},{rel}"
+                    f"{LATIN[last]},{min(year, 2025)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d},"
+                    f"{sex},{rel}"
                 )
                 rows += 1
             out.write("\n".join(lines) + "\n")

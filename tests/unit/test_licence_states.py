@@ -32,6 +32,8 @@ def test_expired_after_expiry_day_but_revoked_stays_revoked():
 def test_revocation_is_final_and_history_is_not_back_dated():
     revoked = [*HISTORY, Entry(date(2023, 1, 1), "revoked", "x")]
     assert "revoked" in (transition_problem(revoked, ISSUED, Entry(date(2024, 1, 1), "valid")) or "")
-    assert "before the last" in (transition_problem(HISTORY, ISSUED, Entry(date(2022, 1, 1), "suspended")) or "")
-    assert "before the licence" in (transition_problem([], ISSUED, Entry(date(2019, 1, 1), "suspended")) or "")
+    early = Entry(date(2022, 1, 1), "suspended")
+    assert "before the last" in (transition_problem(HISTORY, ISSUED, early) or "")
+    before_issue = Entry(date(2019, 1, 1), "suspended")
+    assert "before the licence" in (transition_problem([], ISSUED, before_issue) or "")
     assert transition_problem(HISTORY, ISSUED, Entry(date(2023, 1, 1), "revoked")) is None
