@@ -22,8 +22,8 @@ app = FastAPI()
 class Body(BaseModel):
     id: str
     card_serial: str
-    product: str
-    quantity: int
+    product_code: str
+    quantity_qty: int
     point_code: str
 
 
@@ -38,7 +38,7 @@ async def bare(body: Body) -> dict[str, object]:
     async with pool.connection() as conn:
         cur = await conn.execute(
             "UPDATE allowances SET used_qty = used_qty + %s WHERE id = %s RETURNING granted_qty - used_qty",
-            (body.quantity, holder),
+            (body.quantity_qty, holder),
         )
         row = await cur.fetchone()
     return {"id": body.id, "result": "ok", "remaining": row[0] if row else None}

@@ -28,7 +28,7 @@ function request()
   local id = string.format("%08x-%04x-4%03x-8%03x-%012x", math.random(0, 0x7fffffff), tid or 0,
     math.random(0, 0xfff), math.random(0, 0xfff), counter)
   local card = string.format("SC%010d", math.random(1, cards))
-  local body = string.format('{"id":"%s","card_serial":"%s","product":"%s","quantity":%d,"point_code":"%s"}',
+  local body = string.format('{"id":"%s","card_serial":"%s","product_code":"%s","quantity_qty":%d,"point_code":"%s"}',
     id, card, product, qty, point)
   return wrk.format(nil, path, nil, body)
 end
