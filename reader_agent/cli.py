@@ -96,5 +96,42 @@ def personalise(
     typer.echo(json.dumps(request, indent=2))
 
 
+@app.command("agent")
+def agent(
+    backend: Annotated[str, typer.Option(help="Backend base URL.")] = "http://127.0.0.1:8000",
+    token: Annotated[
+        str,
+        typer.Option(envvar="READER_AGENT_TOKEN", help="Device token (dev_...), shown once at enrolment."),
+    ] = "",
+    point: Annotated[str, typer.Option(help="Code of the point this device is enrolled at.")] = "",
+    outbox: Annotated[Path, typer.Option(help="Local outbox (SQLite).")] = Path("var/agent/outbox.sqlite3"),
+    script: Annotated[
+        Path | None, typer.Option(help="Headless: JSON lines of taps ('-' for stdin); prints JSON lines.")
+    ] = None,
+) -> None:
+    """Run the point's reader agent headless, driven by a script of taps."""
+    import sys
+
+    from reader_agent import headless
+    from reader_agent.agent import PointAgent
+    from reader_agent.client import BackendClient
+    from reader_agent.outbox import Outbox
+
+    if not token or not point or script is None:
+        typer.echo("error: --token (or READER_AGENT_TOKEN), --point and --script are required", err=True)
+        raise typer.Exit(2)
+    client = BackendClient(backend, token)
+    box = Outbox(outbox)
+    runner = PointAgent(client, box, point)
+    runner.load_keys()
+    lines = sys.stdin if str(script) == "-" else script.open(encoding="utf-8")
+    try:
+        for result in headless.run(runner, lines):
+            typer.echo(json.dumps(result, ensure_ascii=False))
+    finally:
+        client.close()
+        box.close()
+
+
 if __name__ == "__main__":
     app()

@@ -9,14 +9,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from sqlalchemy import Engine
 
 from reader_agent.protocol import HolderType
 from reader_agent.virtual_card.applet import Applet
 from reader_agent.virtual_card.state import CardStore
 from reader_agent.virtual_card.vpcd import VpcdCard
 from tests.e2e.pcsc import PcscHarness, PcscUnavailableError, VirtualReader, missing_parts
+
+if TYPE_CHECKING:
+    from tests.e2e.stack import Stack
 
 CARD_PRESENT_TIMEOUT_S = 10.0
 
@@ -83,3 +88,11 @@ def cards(pcsc: PcscHarness, tmp_path: Path) -> Iterator[Cards]:
     helper = Cards(tmp_path)
     yield helper
     helper.remove_all()
+
+
+@pytest.fixture
+def stack(pg_engine: Engine, cards: Cards, tmp_path: Path) -> Iterator[Stack]:
+    """API on PostgreSQL over loopback HTTP + pcscd + virtual cards; agents from ``stack.agent(point)``."""
+    from tests.e2e.stack import running_stack
+
+    yield from running_stack(pg_engine, cards, tmp_path)

@@ -1,0 +1,168 @@
+"""The agent's local outbox (SQLite): every redemption id is written here BEFORE anything is sent.
+
+A redemption's life: ``created`` (id chosen, nothing asked of the card yet) → ``signed`` (the card
+signed it; it may or may not have reached the backend) → ``sent`` (the backend answered ok) or
+``refused``; offline: ``offline`` (served within the ceiling, waiting for sync) → ``synced`` or
+``conflict``. ``abandoned`` means the card left before signing: nothing can be debited. After a crash
+every ``signed`` row is re-sent with the same id, so the backend applies it at most once and the
+agent learns its answer. Each change is its own committed transaction (synchronous=FULL).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id TEXT PRIMARY KEY,
+    card_serial TEXT NOT NULL,
+    product_code TEXT NOT NULL,
+    quantity_qty INTEGER NOT NULL,
+    point_code TEXT NOT NULL,
+    counter INTEGER,
+    signature BLOB,
+    mode TEXT NOT NULL,
+    state TEXT NOT NULL,
+    result TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_outbox_state ON outbox (state);
+CREATE TABLE IF NOT EXISTS card_counters (serial TEXT PRIMARY KEY, last_counter INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+STATES = ("created", "signed", "sent", "refused", "offline", "synced", "conflict", "abandoned")
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    card_serial: str
+    product_code: str
+    quantity_qty: int
+    point_code: str
+    counter: int | None
+    signature: bytes | None
+    mode: str
+    state: str
+    result: str | None
+    created_at: dt.datetime
+
+
+COLUMNS = ", ".join(
+    [
+        *("id", "card_serial", "product_code", "quantity_qty", "point_code", "counter", "signature"),
+        *("mode", "state", "result", "created_at"),
+    ]
+)
+
+
+def _entry(row: tuple[object, ...]) -> Entry:
+    values = list(row)
+    values[10] = dt.datetime.fromisoformat(str(values[10]))
+    return Entry(*values)  # type: ignore[arg-type]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+class Outbox:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(sql, params)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def create(self, rid: str, serial: str, product: str, quantity_qty: int, point: str, mode: str) -> None:
+        now = _now()
+        self._write(
+            "INSERT INTO outbox (id, card_serial, product_code, quantity_qty, point_code, mode, state,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'created', ?, ?)",
+            (rid, serial, product, quantity_qty, point, mode, now, now),
+        )
+
+    def signed(self, rid: str, counter: int, signature: bytes) -> None:
+        self._write(
+            "UPDATE outbox SET counter = ?, signature = ?, state = 'signed', updated_at = ? WHERE id = ?",
+            (counter, signature, _now(), rid),
+        )
+
+    def mark(self, rid: str, state: str, result: str | None = None, *, mode: str | None = None) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown outbox state {state!r}")
+        self._write(
+            "UPDATE outbox SET state = ?, result = COALESCE(?, result), mode = COALESCE(?, mode),"
+            " updated_at = ? WHERE id = ?",
+            (state, result, mode, _now(), rid),
+        )
+
+    def entries(self, *states: str, limit: int = 500) -> list[Entry]:
+        marks = ",".join("?" for _ in states)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {COLUMNS} FROM outbox WHERE state IN ({marks}) ORDER BY created_at LIMIT ?",
+                (*states, limit),
+            ).fetchall()
+        return [_entry(row) for row in rows]
+
+    def get(self, rid: str) -> Entry | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {COLUMNS} FROM outbox WHERE id = ?",
+                (rid,),
+            ).fetchone()
+        return None if row is None else _entry(row)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+        return {state: count for state, count in rows}
+
+    # -- what an offline agent must remember -------------------------------------------------
+
+    def last_counter(self, serial: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT last_counter FROM card_counters WHERE serial = ?", (serial,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def see_counter(self, serial: str, counter: int) -> None:
+        self._write(
+            "INSERT INTO card_counters (serial, last_counter) VALUES (?, ?) ON CONFLICT (serial)"
+            " DO UPDATE SET last_counter = MAX(last_counter, excluded.last_counter)",
+            (serial, counter),
+        )
+
+    def setting(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_setting(self, key: str, value: str) -> None:
+        self._write(
+            "INSERT INTO settings (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )

@@ -1,0 +1,171 @@
+"""Issue 4 "Must show": the reader agent redeeming through pcscd + vpcd + virtual cards + the API on
+PostgreSQL, including a backend outage with offline service and sync, and a two-point conflict."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from reader_agent.agent import TapRefused
+from tests.e2e.pcsc import PcscHarness, open_card_when_present
+from tests.e2e.stack import Stack
+
+SERIAL = "F000001"  # family 1 of the seeded ledger: 5000 g of sugar available
+
+
+def _ready(pcsc: PcscHarness, index: int = 0) -> str:
+    reader = pcsc.reader(index).name
+    open_card_when_present(reader)[0].close()
+    return reader
+
+
+def test_happy_path_debits_once_and_prints_a_bilingual_receipt(pcsc: PcscHarness, stack: Stack) -> None:
+    stack.card(SERIAL)
+    stack.cards.insert(SERIAL, pcsc.reader(0))
+    agent = stack.agent("P1")
+    tap = agent.tap(_ready(pcsc))
+    try:
+        assert tap.online and tap.info.serial == SERIAL
+        assert next(q for q in tap.quota if q["product_code"] == "sugar")["available_now_qty"] == 5000
+        done = agent.redeem(tap, "sugar", 1000)
+    finally:
+        tap.close()
+    assert done.ok and not done.offline and done.remaining_qty == 4000
+    assert (
+        "تمت العملية" in done.receipt
+        and "Quantity: 1000" in done.receipt
+        and done.redemption_id in done.receipt
+    )
+    assert stack.quota(SERIAL)["used_qty"] == 1000
+    entry = agent.outbox.get(done.redemption_id)
+    assert entry is not None and entry.state == "sent"
+
+
+def test_blocked_card_is_refused(pcsc: PcscHarness, stack: Stack) -> None:
+    stack.card(SERIAL)
+    stack.api.post(
+        f"/api/v1/cards/{SERIAL}/block", json={"reason": "stolen"}, headers=stack.staff["registrar"]
+    )
+    stack.cards.insert(SERIAL, pcsc.reader(0))
+    agent = stack.agent("P1")
+    with pytest.raises(TapRefused) as refused:
+        agent.tap(_ready(pcsc))
+    assert refused.value.code == "card_blocked"
+
+
+def test_exceeding_the_allowance_debits_nothing(pcsc: PcscHarness, stack: Stack) -> None:
+    stack.card(SERIAL)
+    stack.cards.insert(SERIAL, pcsc.reader(0))
+    agent = stack.agent("P1")
+    tap = agent.tap(_ready(pcsc))
+    try:
+        done = agent.redeem(tap, "sugar", 5001)
+    finally:
+        tap.close()
+    assert done.result == "exceeds_allowance" and "Quantity: 0" in done.receipt
+    assert stack.quota(SERIAL)["used_qty"] == 0
+
+
+def test_cloned_card_is_refused(pcsc: PcscHarness, stack: Stack) -> None:
+    stack.card(SERIAL)
+    stack.cards.personalise(SERIAL, store="clone")  # same serial, its own key
+    stack.cards.insert(SERIAL, pcsc.reader(0), store="clone")
+    agent = stack.agent("P1")
+    with pytest.raises(TapRefused) as refused:
+        agent.tap(_ready(pcsc))
+    assert refused.value.code == "card_auth_failed"
+
+
+def test_replayed_authentication_is_refused(pcsc: PcscHarness, stack: Stack) -> None:
+    """A copy of the card taken earlier (same key, older counter) cannot authenticate again."""
+    stack.card(SERIAL)
+    main = stack.cards.store()
+    shutil.copytree(main.directory, stack.cards.root / "copy")
+    card = stack.cards.insert(SERIAL, pcsc.reader(0))
+    agent = stack.agent("P1")
+    agent.tap(_ready(pcsc)).close()
+    card.remove()
+    stack.cards.insert(SERIAL, pcsc.reader(0), store="copy")
+    with pytest.raises(TapRefused) as refused:
+        agent.tap(_ready(pcsc))
+    assert refused.value.code == "counter_replayed"
+
+
+def test_card_removed_mid_transaction_leaves_nothing_half_done(pcsc: PcscHarness, stack: Stack) -> None:
+    stack.card(SERIAL)
+    card = stack.cards.insert(SERIAL, pcsc.reader(0))
+    agent = stack.agent("P1")
+    tap = agent.tap(_ready(pcsc))
+    card.remove()
+    try:
+        done = agent.redeem(tap, "sugar", 1000)
+    finally:
+        tap.close()
+    assert done.result == "card_removed" and not done.ok
+    assert stack.quota(SERIAL)["used_qty"] == 0
+    entry = agent.outbox.get(done.redemption_id)
+    assert entry is not None and entry.state == "abandoned"
+    assert agent.sync() == {}  # nothing to send, ever
+
+
+def test_backend_down_serves_offline_within_the_ceiling_then_syncs_exactly_once(
+    pcsc: PcscHarness, stack: Stack
+) -> None:
+    stack.card(SERIAL)
+    stack.cards.insert(SERIAL, pcsc.reader(0))
+    reader = _ready(pcsc)
+    agent = stack.agent("P1")
+    agent.tap(reader).close()  # online: the card receives its offline allowance (ceiling 2500 g)
+    stack.server.stop()
+    results = []
+    for qty in (1000, 1000, 1000, 500):
+        tap = agent.tap(reader)
+        try:
+            assert not tap.online
+            results.append(agent.redeem(tap, "sugar", qty))
+        finally:
+            tap.close()
+    assert [(r.result, r.offline) for r in results] == [
+        ("ok", True),
+        ("ok", True),
+        ("exceeds_offline_ceiling", True),
+        ("ok", True),
+    ]
+    assert "OFFLINE" in results[0].receipt
+    assert agent.sync() == {}  # still down: kept for later
+    stack.server.start()
+    assert agent.sync() == {"synced": 3}
+    assert agent.sync() == {}
+    assert stack.quota(SERIAL)["used_qty"] == 2500
+    assert agent.outbox.counts().get("synced") == 3
+
+
+def test_two_offline_points_overspending_one_family_is_a_reported_conflict(
+    pcsc: PcscHarness, stack: Stack
+) -> None:
+    stack.backend.settings.offline_share_percent = 100
+    family_card, member_card = "F000002", "M000003"  # both draw on family 2's 5000 g
+    stack.card(family_card)
+    stack.card(member_card)
+    stack.cards.insert(family_card, pcsc.reader(0))
+    stack.cards.insert(member_card, pcsc.reader(1))
+    first, second = stack.agent("P1"), stack.agent("P2")
+    first.tap(_ready(pcsc, 0)).close()
+    second.tap(_ready(pcsc, 1)).close()
+    stack.server.stop()
+    for agent, index, qty in ((first, 0, 4000), (second, 1, 3000)):
+        tap = agent.tap(pcsc.reader(index).name)
+        try:
+            assert agent.redeem(tap, "sugar", qty).result == "ok"
+        finally:
+            tap.close()
+    stack.server.start()
+    assert first.sync() == {"synced": 1}
+    assert second.sync() == {"conflict": 1}
+    conflicts = stack.api.get("/api/v1/offline/conflicts", headers=stack.staff["supervisor"]).json()
+    assert [
+        (c["card_serial"], c["reason"], c["quantity_at_risk_qty"], c["holder_type"], c["holder_id"])
+        for c in conflicts
+    ] == [(member_card, "exceeds_allowance", 3000, "person", 3)]  # the member's card, of family 2
+    assert stack.quota(family_card)["used_qty"] == 4000
