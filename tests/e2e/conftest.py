@@ -31,6 +31,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
+            # Under xdist (--dist loadgroup) every reader test runs on one worker: one pcscd per machine.
+            item.add_marker(pytest.mark.xdist_group("pcsc"))
 
 
 def _unavailable(reason: str) -> None:
@@ -39,8 +41,9 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"PC/SC stack unavailable: {reason}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pcsc() -> Iterator[PcscHarness]:
+    """pcscd with two vpcd readers for the e2e package; stopped (lock released) after its last test."""
     missing = missing_parts()
     if missing:
         _unavailable("missing " + "; ".join(missing))

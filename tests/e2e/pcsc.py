@@ -27,7 +27,7 @@ VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 BASE_PORT = 35963
 SLOTS_PER_ENTRY = 2
 START_TIMEOUT_S = 15.0
-LOCK_TIMEOUT_S = 300.0
+LOCK_TIMEOUT_S = float(os.environ.get("SCL_PCSC_LOCK_TIMEOUT_S", "600"))
 
 
 class PcscUnavailableError(RuntimeError):

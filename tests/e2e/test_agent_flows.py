@@ -3,11 +3,17 @@ PostgreSQL, including a backend outage with offline service and sync, and a two-
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from reader_agent.agent import TapRefused
+from tests.e2e.backend import enrol_device
 from tests.e2e.pcsc import PcscHarness, open_card_when_present
 from tests.e2e.stack import Stack
 
@@ -169,3 +175,46 @@ def test_two_offline_points_overspending_one_family_is_a_reported_conflict(
         for c in conflicts
     ] == [(member_card, "exceeds_allowance", 3000, "person", 3)]  # the member's card, of family 2
     assert stack.quota(family_card)["used_qty"] == 4000
+
+
+def test_headless_agent_runs_a_script_of_taps(pcsc: PcscHarness, stack: Stack, tmp_path: Path) -> None:
+    stack.card(SERIAL)
+    stack.cards.insert(SERIAL, pcsc.reader(0))
+    reader = _ready(pcsc)
+    token = enrol_device(stack.api, stack.staff["registrar"], "P1")["Authorization"].split()[1]
+    script = "\n".join(
+        json.dumps(step)
+        for step in (
+            {"action": "wait_card", "reader": reader},
+            {"reader": reader},
+            {"reader": reader, "product_code": "sugar", "quantity_qty": 700},
+            {"reader": pcsc.reader(1).name, "product_code": "sugar", "quantity_qty": 1},
+            {"action": "sync"},
+        )
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reader_agent.cli",
+            "agent",
+            "--backend",
+            stack.server.url,
+            "--point",
+            "P1",
+            "--outbox",
+            str(tmp_path / "headless.sqlite3"),
+            "--script",
+            "-",
+        ],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "READER_AGENT_TOKEN": token},
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["result"] for line in lines] == ["ok", "ok", "ok", "card_removed", "ok"]
+    assert lines[2]["remaining_qty"] == 4300 and "تمت العملية" in lines[2]["receipt"]
+    assert stack.quota(SERIAL)["used_qty"] == 700
