@@ -64,7 +64,8 @@ def test_hold_post_void_over_http(client: TestClient, auth, pop: Population) -> 
     assert client.post("/api/v1/holds", json=hold, headers=clerk).status_code == 200
     posted = client.post(f"/api/v1/holds/{hold['id']}/post", json={"quantity_qty": 20_000}, headers=clerk)
     assert posted.status_code == 200 and posted.json()["quantity_qty"] == 20_000
-    assert client.post(f"/api/v1/holds/{hold['id']}/void", headers=clerk).json()["error"] == "hold_not_pending"
+    voided = client.post(f"/api/v1/holds/{hold['id']}/void", headers=clerk)
+    assert voided.json()["error"] == "hold_not_pending"
     assert client.post(f"/api/v1/holds/{uuid.uuid4()}/void", headers=clerk).status_code == 404
 
 
