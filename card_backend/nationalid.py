@@ -20,16 +20,15 @@ from card_backend.errors import InvalidNationalId
 LENGTH = 11
 _DIGITS = frozenset("0123456789")
 # Luhn: every second digit from the right (starting with the one left of the check digit) is doubled and
-# its digits summed; this table maps a digit to that value.
-_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+# its digits summed. This table maps a digit character to the character of that value, so a whole ID is
+# summed by C code (``bytes.translate`` and ``sum``): it runs for every row of a million-family import.
+_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
 
 
 def luhn_digit(body: str) -> int:
-    """The check digit making ``body + digit`` pass the Luhn test."""
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        d = ord(ch) - 48
-        total += _DOUBLED[d] if i % 2 == 0 else d
+    """The check digit making ``body + digit`` pass the Luhn test (``body`` is ASCII digits)."""
+    rev = body.encode("ascii")[::-1]
+    total = sum(rev[0::2].translate(_DOUBLED)) + sum(rev[1::2]) - 48 * len(rev)
     return (10 - total % 10) % 10
 
 

@@ -9,6 +9,8 @@ one family at a time and sent to staging tables in chunks; duplicates are found 
 from __future__ import annotations
 
 import io
+import queue
+import threading
 import time
 from collections.abc import Callable
 from datetime import date
@@ -46,6 +48,43 @@ class _CountingReader(io.RawIOBase):
         return n
 
 
+class _Loader:
+    """Sends chunks to staging from a second thread on PostgreSQL, so parsing (Python, holding the GIL)
+    and COPY (network and server work, GIL released) overlap; at most ``depth`` chunks wait (bounded)."""
+
+    def __init__(self, staging: Staging, depth: int = 4) -> None:
+        self.staging = staging
+        self.failure: BaseException | None = None
+        self.threaded = staging.pg
+        self.queue: queue.Queue[tuple[list[FamilyTuple], list[PersonTuple]] | None] = queue.Queue(depth)
+        self.thread = threading.Thread(target=self._run, name="import-copy", daemon=True)
+        if self.threaded:
+            self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.failure is None:
+                try:
+                    self.staging.load(*item)
+                except BaseException as exc:  # re-raised in the caller's thread by close()
+                    self.failure = exc
+
+    def put(self, families: list[FamilyTuple], persons: list[PersonTuple]) -> None:
+        if not self.threaded:
+            self.staging.load(families, persons)
+            return
+        if self.failure is not None:
+            raise self.failure
+        self.queue.put((families, persons))
+
+    def close(self) -> None:
+        if self.threaded:
+            self.queue.put(None)
+            self.thread.join()
+        if self.failure is not None:
+            raise self.failure
+
+
 class _Errors:
     def __init__(self) -> None:
         self.count = 0
@@ -81,20 +120,22 @@ def import_families(
     parser = FamilyParser(settings.governorates, errors, date.today())
     families: list[FamilyTuple] = []
     persons: list[PersonTuple] = []
+    loader = _Loader(staging)
     try:
         for group in parser.families(text_stream):
             families.append(group.family)
             persons.extend(group.persons)
             if len(persons) >= CHUNK_PERSONS:
-                staging.load(families, persons)
+                loader.put(families, persons)
                 families, persons = [], []
                 notify("read", counter.count, total_bytes)
+        if persons:
+            loader.put(families, persons)
     except UnicodeDecodeError as exc:
-        errors(RowError(parser.persons_read + 1, "row", f"not UTF-8 text: {exc.reason}"))
+        errors(RowError(parser.persons_read + 1, "encoding", f"not UTF-8 text: {exc.reason}"))
     finally:
         text_stream.detach()
-    if persons:
-        staging.load(families, persons)
+        loader.close()
     notify("read", counter.count, total_bytes)
     notify("check", 0, None)
     sql_errors = staging.check()
@@ -109,7 +150,7 @@ def import_families(
         errors_shown=len(shown),
         errors=[ImportError_(line=e.line, field=e.field, reason=e.reason) for e in sorted(shown, key=_key)],
     )
-    fatal = any(e.field == "header" for e in errors.shown)
+    fatal = any(e.field in ("header", "encoding") for e in errors.shown)  # the rest of the file is unread
     if report.error_count and (not skip_invalid or fatal):
         report.seconds = round(time.perf_counter() - started, 3)
         raise ImportRejected(report.model_dump())

@@ -44,3 +44,8 @@ def test_governorate_count_follows_settings():
     nid = nationalid.make(15, 1)
     assert nationalid.problem(nid, governorate_count=14) is not None
     assert nationalid.problem(nid, governorate_count=20) is None
+
+
+def test_check_digit_is_the_standard_luhn_digit():
+    assert nationalid.luhn_digit("7992739871") == 3  # the textbook example 79927398713
+    assert nationalid.luhn_digit("0000000000") == 0
