@@ -28,7 +28,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from quota import ledger_repository as repo
@@ -172,17 +172,28 @@ class GroupCommitEngine:
         return group
 
     def _writer(self) -> None:
-        while True:
-            group = self._next_group()
-            if group is None:
-                return
-            self._commit(group)
+        # A writer keeps its connection: a pool checkout (and its pre-ping round trip) per group
+        # would cost as much as a statement of the group.
+        conn: Connection | None = None
+        try:
+            while True:
+                group = self._next_group()
+                if group is None:
+                    return
+                if conn is None or conn.invalidated or conn.closed:
+                    if conn is not None:
+                        conn.close()
+                    conn = self.db.connect()
+                self._commit(conn, group)
+        finally:
+            if conn is not None:
+                conn.close()
 
-    def _commit(self, group: list[_Pending]) -> None:
+    def _commit(self, conn: Connection, group: list[_Pending]) -> None:
         requests = [p.request for p in group]
         for attempt in range(1, self.max_attempts + 1):
             try:
-                with self.db.begin() as conn:
+                with conn.begin():
                     repo.begin_write(conn)
                     outcomes = resolve_group(conn, requests, self.terms_for, self.clock)
             except DBAPIError as exc:

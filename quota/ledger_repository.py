@@ -34,6 +34,7 @@ from sqlalchemy import (
     update,
 )
 
+from quota import ledger_pg as pg
 from quota.domain.chain import Seal
 from quota.domain.decide import AllowanceState
 from quota.models import Allowance, Hold, JournalEntry, StockDelivery
@@ -127,6 +128,8 @@ def find_cards(conn: Connection, serials: Iterable[str]) -> dict[str, CardRow]:
     wanted = sorted(set(serials))
     if not wanted:
         return {}
+    if _is_pg(conn):
+        return {r[0]: CardRow(r[0], r[1], r[2], int(r[3]), r[4]) for r in pg.cards(conn, wanted)}
     rows = conn.execute(
         text(
             "SELECT c.serial, c.state, c.holder_type, c.holder_id, p.family_id FROM cards c "
@@ -143,12 +146,16 @@ def find_points(conn: Connection, codes: Iterable[str]) -> dict[str, frozenset[s
     wanted = sorted(set(codes))
     if not wanted:
         return {}
-    rows = conn.execute(
-        text("SELECT code, products, active FROM points WHERE code IN :codes").bindparams(
-            bindparam("codes", expanding=True)
-        ),
-        {"codes": wanted},
-    )
+    rows: Iterable[Any]
+    if _is_pg(conn):
+        rows = pg.points(conn, wanted)
+    else:
+        rows = conn.execute(
+            text("SELECT code, products, active FROM points WHERE code IN :codes").bindparams(
+                bindparam("codes", expanding=True)
+            ),
+            {"codes": wanted},
+        )
     points: dict[str, frozenset[str]] = {}
     for code, products, active in rows:
         if active:
@@ -176,6 +183,9 @@ def lock_current_allowances(
     wanted = sorted(set(keys))
     if not wanted:
         return {}
+    if _is_pg(conn):
+        states = [_state(row) for row in pg.lock_allowances(conn, wanted, now)]
+        return {(s.holder_type, s.holder_id, s.product_code): s for s in states}
     a = ALLOWANCES
     a2 = a.alias("a2")
     latest = (
@@ -216,31 +226,13 @@ def write_allowances(conn: Connection, states: Sequence[AllowanceState]) -> None
     if not states:
         return
     if _is_pg(conn):
-        conn.execute(
-            text(
-                "UPDATE allowances a SET period_start = u.ps, period_end = u.pe, granted_qty = u.g, "
-                "used_qty = u.u, held_qty = u.h, carried_qty = u.c, topup_qty = u.t, "
-                "last_redeemed_at = u.lr, home_point_code = u.hp, binding_changes = u.bc "
-                "FROM unnest(CAST(:id AS bigint[]), CAST(:ps AS timestamptz[]), "
-                "CAST(:pe AS timestamptz[]), CAST(:g AS bigint[]), CAST(:u AS bigint[]), "
-                "CAST(:h AS bigint[]), CAST(:c AS bigint[]), CAST(:t AS bigint[]), "
-                "CAST(:lr AS timestamptz[]), CAST(:hp AS text[]), CAST(:bc AS int[])) "
-                "AS u(id, ps, pe, g, u, h, c, t, lr, hp, bc) WHERE a.id = u.id"
-            ),
-            {
-                "id": [s.id for s in states],
-                "ps": [s.period_start for s in states],
-                "pe": [s.period_end for s in states],
-                "g": [s.granted_qty for s in states],
-                "u": [s.used_qty for s in states],
-                "h": [s.held_qty for s in states],
-                "c": [s.carried_qty for s in states],
-                "t": [s.topup_qty for s in states],
-                "lr": [s.last_redeemed_at for s in states],
-                "hp": [s.home_point_code for s in states],
-                "bc": [s.binding_changes for s in states],
-            },
-        )
+        pg.update_allowances(conn, [
+            {"id": s.id, "period_start": s.period_start, "period_end": s.period_end,
+             "granted_qty": s.granted_qty, "used_qty": s.used_qty, "held_qty": s.held_qty,
+             "carried_qty": s.carried_qty, "topup_qty": s.topup_qty, "last_redeemed_at": s.last_redeemed_at,
+             "home_point_code": s.home_point_code, "binding_changes": s.binding_changes}
+            for s in states
+        ])
         return
     names = [n for n in STATE_COLUMNS if n not in ("id", "holder_type", "holder_id", "product_code")]
     stmt = (
@@ -282,6 +274,8 @@ def find_entries(conn: Connection, entry_ids: Iterable[str]) -> dict[str, dict[s
     wanted = sorted(set(entry_ids))
     if not wanted:
         return {}
+    if _is_pg(conn):
+        return {row["entry_id"]: _entry(row) for row in pg.entries(conn, wanted)}
     rows = conn.execute(select(JOURNAL).where(JOURNAL.c.entry_id.in_(wanted))).mappings()
     return {row["entry_id"]: _entry(row) for row in rows}
 
@@ -294,7 +288,9 @@ def _entry(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 def insert_entries(conn: Connection, entries: Sequence[Mapping[str, Any]]) -> None:
     """Append journal rows: one multi-row INSERT for a group."""
-    if entries:
+    if entries and _is_pg(conn):
+        pg.insert_entries(conn, entries)
+    elif entries:
         conn.execute(insert(JOURNAL), [dict(e) for e in entries])
 
 
@@ -392,6 +388,8 @@ def lock_stock(conn: Connection, pairs: Iterable[tuple[str, str]]) -> dict[tuple
     wanted = sorted(set(pairs))
     if not wanted:
         return {}
+    if _is_pg(conn):
+        return {(p, q): int(b) for p, q, b in pg.lock_stock(conn, wanted)}
     s = POINT_STOCK
     query = (
         select(s.c.point_code, s.c.product_code, s.c.delivered_qty - s.c.dispensed_qty)
@@ -405,7 +403,9 @@ def lock_stock(conn: Connection, pairs: Iterable[tuple[str, str]]) -> dict[tuple
 
 def add_dispensed(conn: Connection, dispensed: Mapping[tuple[str, str], int]) -> None:
     rows = [{"_p": p, "_q": q, "_d": d} for (p, q), d in sorted(dispensed.items()) if d]
-    if rows:
+    if rows and _is_pg(conn):
+        pg.add_dispensed(conn, [(p, q, d) for (p, q), d in sorted(dispensed.items()) if d])
+    elif rows:
         s = POINT_STOCK
         conn.execute(
             update(s)

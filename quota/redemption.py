@@ -11,7 +11,6 @@ stock update per point. Refusals are journalled too (quantity 0) so a retry repl
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -32,7 +31,7 @@ def utcnow() -> datetime:
 
 def payload_hash(kind: str, **fields: object) -> str:
     """What "the same payload" means for idempotency: the kind and the request's own fields."""
-    body = json.dumps({"kind": kind, **fields}, sort_keys=True, separators=(",", ":"), default=str)
+    body = "\x1f".join([kind, *(f"{name}={fields[name]}" for name in sorted(fields))])
     return hashlib.sha256(body.encode()).hexdigest()
 
 

@@ -1,0 +1,192 @@
+"""Benchmark (b): the redemption engine through its Python API, against raw batched SQL.
+
+Builds a fresh PostgreSQL database with 1,000,000 holders (cards and allowances loaded by COPY),
+then measures, each for ``--seconds``:
+
+- ``engine_redeem``: 32 concurrent callers, each waiting for its answer before the next request (a
+  reader agent's shape); groups can then hold at most 32 items;
+- ``engine_redeem_pipelined``: the same 32 callers keeping ``--window`` requests in flight each (an
+  HTTP server with many connections, or agents flushing outboxes), so groups fill up;
+- ``batched_sql``: raw SQL debiting as many holders per transaction as the engine's groups held in the
+  pipelined run (one UPDATE … FROM unnest and one multi-row INSERT per transaction, same number of
+  connections as engine writers) — the ceiling the engine is compared with.
+
+Prints ``bench <name> <value> <unit>`` lines and ``ratio (b)/batched-sql <x>`` (DESIGN.md aims at
+≥ 0.9). Run: ``.venv/bin/python -m loadtests.bench_engine`` (``CARD_BENCH_PG_URL`` picks the server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import threading
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+from sqlalchemy import create_engine, text
+
+from card_backend.db import make_engine
+from card_backend.migrate import upgrade
+from quota.domain.terms import PeriodKind, PriceTier, Terms
+from quota.engine import GroupCommitEngine
+from quota.redemption import Redemption, StaticTerms
+
+ADMIN_URL = os.environ.get("CARD_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+START = datetime(2026, 11, 1, tzinfo=UTC)
+NOW = START + timedelta(days=3)
+TERMS = Terms(rule_version_id=1, product_code="sugar", period_kind=PeriodKind.MONTH, price_per_qty=1000,
+              tiers=(PriceTier("subsidised", 350),))
+POINTS = 200
+
+
+def create_database(name: str) -> str:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = ADMIN_URL.rpartition("/")[0] + "/" + name
+    upgrade(url)
+    return url
+
+
+def populate(url: str, holders: int) -> None:
+    """Products, points, one rule version, then cards and allowances by COPY."""
+    dsn = url.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO products (code, name_ar, name_en, unit, price_per_qty, free_price_minor, "
+                    "walk_in, active) VALUES ('sugar', 'سكر', 'Sugar', 'g', 1000, 0, false, true)")
+        cur.execute("INSERT INTO rule_versions (id, code, version, product_code, holder_type, body, "
+                    "effective_from, created_by) VALUES (1, 'sugar', 1, 'sugar', 'family', '{}', %s, 'bench')",
+                    (date(2026, 1, 1),))
+        for p in range(POINTS):
+            cur.execute("INSERT INTO points (code, name_ar, name_en, kind, governorate, products, active) "
+                        "VALUES (%s, 'م', 'P', 'state_outlet', 'damascus', '[\"sugar\"]', true)", (f"P{p}",))
+        buf = io.StringIO()
+        for h in range(1, holders + 1):
+            buf.write(f"C{h:08d}\tfamily\t{h}\tactive\t\t0\n")
+        with cur.copy("COPY cards (serial, holder_type, holder_id, state, state_reason, last_counter) "
+                      "FROM STDIN") as copy:
+            copy.write(buf.getvalue())
+        buf = io.StringIO()
+        start, end = START.isoformat(), (START + timedelta(days=30)).isoformat()
+        for h in range(1, holders + 1):
+            buf.write(f"{h}\tfamily\t{h}\tsugar\t1\t{start}\t{end}\t1000000000\t1000000000\n")
+        with cur.copy("COPY allowances (id, holder_type, holder_id, product_code, rule_version_id, "
+                      "period_start, period_end, base_qty, granted_qty) FROM STDIN") as copy:
+            copy.write(buf.getvalue())
+        conn.commit()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
+def run_engine(url: str, holders: int, seconds: float, callers: int, window: int, writers: int,
+               max_items: int) -> tuple[float, float]:
+    """Redemptions/s and mean group size for ``callers`` threads keeping ``window`` requests in flight."""
+    db = make_engine(url, pool_size=writers + 2)
+    engine = GroupCommitEngine(db, StaticTerms([TERMS]), writers=writers, max_items=max_items,
+                               max_wait_ms=1.0, clock=lambda: NOW).start()
+    done = [0] * callers
+    stop = time.monotonic() + seconds
+
+    def caller(n: int) -> None:
+        rng = random.Random(n)
+        while time.monotonic() < stop:
+            batch = [Redemption(str(uuid.uuid4()), f"C{rng.randint(1, holders):08d}", "sugar", 1000,
+                                f"P{rng.randrange(POINTS)}") for _ in range(window)]
+            outcomes = engine.redeem_many(batch) if window > 1 else [engine.redeem(batch[0])]
+            done[n] += sum(o.ok for o in outcomes)
+
+    before = engine.stats
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(callers)]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - began
+    stats = engine.stats
+    engine.stop()
+    db.dispose()
+    groups = stats.groups - before.groups
+    return sum(done) / elapsed, (stats.items - before.items) / max(groups, 1)
+
+
+def run_batched_sql(url: str, holders: int, seconds: float, group: int, connections: int) -> float:
+    """Raw SQL: ``group`` holders debited per transaction (UPDATE … FROM unnest + multi-row INSERT)."""
+    dsn = url.replace("postgresql+psycopg", "postgresql")
+    done = [0] * connections
+    stop = time.monotonic() + seconds
+
+    def worker(n: int) -> None:
+        rng = random.Random(1000 + n)
+        with psycopg.connect(dsn) as conn:
+            while time.monotonic() < stop:
+                ids = sorted(rng.sample(range(1, holders + 1), group))
+                entry_ids = [str(uuid.uuid4()) for _ in ids]
+                with conn.transaction():
+                    conn.execute(
+                        "UPDATE allowances a SET used_qty = a.used_qty + 1000, last_redeemed_at = %s "
+                        "FROM unnest(%s::bigint[]) AS u(id) WHERE a.id = u.id "
+                        "AND a.used_qty + a.held_qty + 1000 <= a.granted_qty",
+                        (NOW, ids),
+                    )
+                    conn.execute(
+                        "INSERT INTO journal (entry_id, kind, result, allowance_id, holder_type, holder_id, "
+                        "product_code, point_code, card_serial, quantity_qty, price_minor, remaining_qty, "
+                        "payload_hash, created_at) SELECT e, 'redeem', 'ok', i, 'family', i, 'sugar', 'P1', "
+                        "'C', 1000, 350, 0, 'x', %s FROM unnest(%s::text[], %s::bigint[]) AS u(e, i)",
+                        (NOW, entry_ids, ids),
+                    )
+                done[n] += group
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done) / (time.monotonic() - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--holders", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--callers", type=int, default=32)
+    parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--writers", type=int, default=2)
+    parser.add_argument("--max-items", type=int, default=1000)
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    args = parser.parse_args()
+    name = f"bench_engine_{os.getpid()}"
+    began = time.monotonic()
+    url = create_database(name)
+    populate(url, args.holders)
+    print(f"# population of {args.holders} holders built in {time.monotonic() - began:.1f} s", flush=True)
+    rate, group = run_engine(url, args.holders, args.seconds, args.callers, 1, args.writers, args.max_items)
+    print(f"bench engine_redeem {rate:.0f} redemptions/s", flush=True)
+    print(f"bench engine_redeem_group {group:.1f} items", flush=True)
+    plain_sql = run_batched_sql(url, args.holders, args.seconds, max(1, round(group)), args.writers)
+    print(f"bench batched_sql_same_group {plain_sql:.0f} redemptions/s", flush=True)
+    print(f"ratio (b)/batched-sql-same-group {rate / plain_sql:.2f}", flush=True)
+    prate, pgroup = run_engine(url, args.holders, args.seconds, args.callers, args.window, args.writers,
+                               args.max_items)
+    print(f"bench engine_redeem_pipelined {prate:.0f} redemptions/s", flush=True)
+    print(f"bench engine_redeem_pipelined_group {pgroup:.1f} items", flush=True)
+    sql = run_batched_sql(url, args.holders, args.seconds, max(1, round(pgroup)), args.writers)
+    print(f"bench batched_sql {sql:.0f} redemptions/s", flush=True)
+    print(f"ratio (b)/batched-sql {prate / sql:.2f}", flush=True)
+    if not args.keep:
+        admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
