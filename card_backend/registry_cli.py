@@ -14,6 +14,7 @@ from rich.table import Table
 
 console = Console(stderr=True)
 import_app = typer.Typer(help="bulk imports", no_args_is_help=True)
+PHASES = {"check": "checking duplicates", "insert": "finishing"}
 
 
 def _engine_and_settings() -> tuple[Any, Any]:
@@ -55,8 +56,10 @@ def import_families(
         def progress(phase: str, done: int, _total: int | None) -> None:
             if phase == "read":
                 bar.update(task, completed=done)
+            elif phase == "reread":
+                bar.update(task, completed=0, description="errors found: reading again to name them")
             else:
-                bar.update(task, description={"check": "checking duplicates", "insert": "inserting"}[phase])
+                bar.update(task, description=PHASES.get(phase, phase))
 
         try:
             with session_scope(make_session_factory(engine)) as session, file.open("rb") as fh:

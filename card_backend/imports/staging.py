@@ -8,7 +8,9 @@ SQL, loaded by ``executemany`` in chunks. Everything runs in the caller's transa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+import io
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -20,7 +22,6 @@ _PERSON_COLS = (
     "p_ord, f_ord, line, national_id, first_name_ar, last_name_ar, first_name_en, last_name_en, birth_date, "
     "sex, relation"
 )
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 # Each check adds the offending rows to stg_bad (f_ord, line, field, reason); later occurrences of a
 # repeated value are the offenders, the first one stands.
@@ -102,14 +103,7 @@ class Staging:
         )
 
     def _copy(self, table: str, columns: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Text COPY built by hand: one ``join`` per row, escaping only when a value needs it."""
-        lines = ["\t".join(map(str, row)) for row in rows]
-        payload = "\n".join(lines) + "\n"
-        if "\\" in payload or "\r" in payload or payload.count("\t") != len(lines) * (len(rows[0]) - 1):
-            payload = "".join("\t".join(str(v).translate(_ESCAPES) for v in row) + "\n" for row in rows)
-        raw: Any = self.conn.connection.dbapi_connection  # psycopg.Connection: COPY is not in DB-API
-        with raw.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            copy.write(payload)
+        copy_csv(self.conn, table, columns, rows, ("address", "phone", "first_name_en", "last_name_en"))
 
     def check(self) -> int:
         """Run the set-based checks; the number of offending rows."""
@@ -175,3 +169,18 @@ class Staging:
     def _sequence_value(self, table: str) -> int:
         seq = self._x("SELECT pg_get_serial_sequence(:t, 'id')", {"t": table}).scalar_one()
         return int(self._x(f"SELECT last_value FROM {seq}").scalar_one())
+
+
+def copy_csv(
+    conn: Connection, table: str, columns: str, rows: Iterable[Sequence[Any]], not_null: Sequence[str] = ()
+) -> None:
+    """COPY rows in CSV form, written by the C ``csv`` writer (quoting handled there). An unquoted empty
+    field is NULL (``None`` is written so), except in the ``not_null`` columns where it is ``''``."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    names = {c.strip() for c in columns.split(",")}
+    forced = [c for c in not_null if c in names]
+    options = "FORMAT csv" + (f", FORCE_NOT_NULL ({', '.join(forced)})" if forced else "")
+    raw: Any = conn.connection.dbapi_connection  # psycopg.Connection: COPY is not in DB-API
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN WITH ({options})") as copy:
+        copy.write(buf.getvalue())

@@ -200,3 +200,22 @@ def test_a_file_that_is_not_utf8_is_rejected_even_with_skip_invalid(client, auth
     r = upload(client, reg, data, skip_invalid=True)
     assert r.status_code == 422 and r.json()["detail"]["errors"][-1]["field"] == "encoding"
     assert counts(engine) == before
+
+
+def test_names_with_commas_quotes_tabs_and_backslashes_survive_both_import_paths(client, auth):
+    reg = auth(Role.REGISTRAR)
+    odd = 'O\'Neil, "Jr"\t\\ النجار'
+    clean = rows_for("Q-1", 2)
+    clean[1]["last_name_en"] = odd
+    clean[0]["address"] = ""
+    clean[1]["address"] = ""
+    assert upload(client, reg, to_csv(clean)).status_code == 200
+    with_error = rows_for("Q-2", 2) + rows_for("Q-3", 1, governorate="atlantis")
+    with_error[1]["first_name_en"] = odd
+    assert upload(client, reg, to_csv(with_error), skip_invalid=True).json()["families_imported"] == 1
+    for book, field in (("Q-1", "last_name_en"), ("Q-2", "first_name_en")):
+        fid = client.get("/api/v1/families", params={"book_number": book}, headers=reg).json()[0]["id"]
+        fam = client.get(f"/api/v1/families/{fid}", headers=reg).json()
+        assert fam["members"][1][field] == odd
+        assert fam["members"][0]["first_name_en"] == "Ahmad"
+    assert fam["phone"] == "0944000000"
