@@ -102,7 +102,8 @@ def test_auditor_cannot_issue_or_block(client, auth):
     assert client.get(f"/api/v1/cards/{serial}", headers=aud).json()["state"] == "active"
 
 
-def test_two_concurrent_issues_for_one_holder_exactly_one_wins(pg_engine, auth, app, client):
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_two_concurrent_issues_for_one_holder_exactly_one_wins(engine, auth, app, client):
     """PostgreSQL: the partial unique index decides when the service checks pass in both requests."""
     reg = auth(Role.REGISTRAR)
     fid = make_family(client, reg)["id"]
@@ -120,3 +121,5 @@ def test_two_concurrent_issues_for_one_holder_exactly_one_wins(pg_engine, auth, 
     for t in threads:
         t.join()
     assert sorted(results) == [201] + [409] * 7
+    cards = client.get(f"/api/v1/holders/family/{fid}/cards", headers=reg).json()
+    assert [c["state"] for c in cards] == ["active"]
