@@ -55,6 +55,7 @@ class _Pending:
 class EngineStats:
     groups: int
     items: int
+    busy_s: float = 0.0
 
     @property
     def mean_group(self) -> float:
@@ -88,6 +89,7 @@ class GroupCommitEngine:
         self._stats_lock = threading.Lock()
         self._groups = 0
         self._items = 0
+        self._busy_s = 0.0
 
     # lifecycle ----------------------------------------------------------------------------------
     def start(self) -> GroupCommitEngine:
@@ -120,7 +122,7 @@ class GroupCommitEngine:
     @property
     def stats(self) -> EngineStats:
         with self._stats_lock:
-            return EngineStats(self._groups, self._items)
+            return EngineStats(self._groups, self._items, self._busy_s)
 
     # callers ------------------------------------------------------------------------------------
     def submit(self, request: Redemption) -> Future[Outcome]:
@@ -191,6 +193,7 @@ class GroupCommitEngine:
 
     def _commit(self, conn: Connection, group: list[_Pending]) -> None:
         requests = [p.request for p in group]
+        began = time.perf_counter()
         for attempt in range(1, self.max_attempts + 1):
             try:
                 with conn.begin():
@@ -214,6 +217,7 @@ class GroupCommitEngine:
             with self._stats_lock:
                 self._groups += 1
                 self._items += len(group)
+                self._busy_s += time.perf_counter() - began
             for pending, outcome in zip(group, outcomes, strict=True):
                 pending.future.set_result(outcome)
             return

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from quota import ledger_repository as repo
+from quota import stock_repository as stock_repo
 from quota.domain.decide import ceiling_qty, current_window, is_current
 from quota.domain.terms import PeriodKind
 from quota.redemption import TermsSource, candidate_keys
@@ -73,8 +74,8 @@ def deliver_stock(db: Engine, point_code: str, product_code: str, quantity_qty: 
     """Record a delivery; returns the point's new balance for the product."""
     with db.begin() as conn:
         repo.begin_write(conn)
-        repo.record_delivery(conn, point_code, product_code, quantity_qty, now, reference)
-        return repo.lock_stock(conn, [(point_code, product_code)])[(point_code, product_code)]
+        stock_repo.record_delivery(conn, point_code, product_code, quantity_qty, now, reference)
+        return stock_repo.lock_stock(conn, [(point_code, product_code)])[(point_code, product_code)]
 
 
 def stock_report(db: Engine, point_code: str | None, day_from: date, day_to: date) -> dict[str, Any]:
@@ -83,16 +84,16 @@ def stock_report(db: Engine, point_code: str | None, day_from: date, day_to: dat
     start = datetime.combine(day_from, time(0), tzinfo=UTC)
     end = datetime.combine(day_to + timedelta(days=1), time(0), tzinfo=UTC)
     with db.connect() as conn:
-        rows = repo.stock_rows(conn, point_code)
+        rows = stock_repo.stock_rows(conn, point_code)
         balances = []
         for r in rows:
-            journal = repo.journal_dispensed(conn, r["point_code"], r["product_code"])
+            journal = stock_repo.journal_dispensed(conn, r["point_code"], r["product_code"])
             balances.append({**r, "balance_qty": r["delivered_qty"] - r["dispensed_qty"],
                              "journal_dispensed_qty": journal,
                              "reconciled": journal == r["dispensed_qty"]})
         days: list[dict[str, Any]] = []
         if point_code is not None:
-            delivered, dispensed = repo.daily_movements(conn, point_code, start, end)
+            delivered, dispensed = stock_repo.daily_movements(conn, point_code, start, end)
             merged: dict[tuple[str, str], dict[str, Any]] = {}
             for day, product, qty in delivered:
                 merged.setdefault((day, product), {"day": day, "product_code": product, "delivered_qty": 0,

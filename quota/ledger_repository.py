@@ -16,15 +16,9 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
-    BigInteger,
-    Column,
     Connection,
     DateTime,
-    Integer,
-    MetaData,
-    String,
     Table,
-    Text,
     bindparam,
     func,
     insert,
@@ -35,7 +29,6 @@ from sqlalchemy import (
 )
 
 from quota import ledger_pg as pg
-from quota.domain.chain import Seal
 from quota.domain.decide import AllowanceState
 from quota.models import Allowance, Hold, JournalEntry, StockDelivery
 from quota.models import Seal as SealRow
@@ -45,42 +38,6 @@ JOURNAL = cast(Table, JournalEntry.__table__)
 HOLDS = cast(Table, Hold.__table__)
 DELIVERIES = cast(Table, StockDelivery.__table__)
 SEALS = cast(Table, SealRow.__table__)
-
-# Tables of migration 0003 (not mapped: only this module reads or writes them).
-LEDGER_META = MetaData()
-POINT_STOCK = Table(
-    "point_stock",
-    LEDGER_META,
-    Column("point_code", String(32), primary_key=True),
-    Column("product_code", String(32), primary_key=True),
-    Column("delivered_qty", BigInteger, nullable=False),
-    Column("dispensed_qty", BigInteger, nullable=False),
-)
-SEAL_DIGESTS = Table(
-    "seals", LEDGER_META, Column("id", Integer, primary_key=True), Column("digests", Text)
-)
-MESSAGE_CURSORS = Table(
-    "message_cursors",
-    LEDGER_META,
-    Column("name", String(32), primary_key=True),
-    Column("last_seq", BigInteger, nullable=False),
-)
-MESSAGES = Table(
-    "messages",
-    LEDGER_META,
-    Column("id", Integer, primary_key=True),
-    Column("seq", BigInteger, nullable=False),
-    Column("channel", String(16), nullable=False),
-    Column("recipient", String(64), nullable=False),
-    Column("text_ar", Text, nullable=False),
-    Column("text_en", Text, nullable=False),
-    Column("state", String(10), nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("last_error", String(200), nullable=False),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("sent_at", DateTime(timezone=True)),
-)
 
 STATE_COLUMNS = (
     "id",
@@ -109,7 +66,7 @@ def utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _is_pg(conn: Connection) -> bool:
+def is_pg(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
@@ -128,7 +85,7 @@ def find_cards(conn: Connection, serials: Iterable[str]) -> dict[str, CardRow]:
     wanted = sorted(set(serials))
     if not wanted:
         return {}
-    if _is_pg(conn):
+    if is_pg(conn):
         return {r[0]: CardRow(r[0], r[1], r[2], int(r[3]), r[4]) for r in pg.cards(conn, wanted)}
     rows = conn.execute(
         text(
@@ -147,7 +104,7 @@ def find_points(conn: Connection, codes: Iterable[str]) -> dict[str, frozenset[s
     if not wanted:
         return {}
     rows: Iterable[Any]
-    if _is_pg(conn):
+    if is_pg(conn):
         rows = pg.points(conn, wanted)
     else:
         rows = conn.execute(
@@ -183,7 +140,7 @@ def lock_current_allowances(
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    if _is_pg(conn):
+    if is_pg(conn):
         states = [_state(row) for row in pg.lock_allowances(conn, wanted, now)]
         return {(s.holder_type, s.holder_id, s.product_code): s for s in states}
     a = ALLOWANCES
@@ -204,7 +161,7 @@ def lock_current_allowances(
         .where(a.c.period_start == latest)
         .order_by(a.c.id)
     )
-    if _is_pg(conn):
+    if is_pg(conn):
         query = query.with_for_update(of=a)
     found: dict[HolderKey, AllowanceState] = {}
     for row in conn.execute(query).mappings():
@@ -215,7 +172,7 @@ def lock_current_allowances(
 
 def lock_allowance(conn: Connection, allowance_id: int) -> AllowanceState | None:
     query = select(*(ALLOWANCES.c[name] for name in STATE_COLUMNS)).where(ALLOWANCES.c.id == allowance_id)
-    if _is_pg(conn):
+    if is_pg(conn):
         query = query.with_for_update()
     row = conn.execute(query).mappings().first()
     return None if row is None else _state(row)
@@ -225,7 +182,7 @@ def write_allowances(conn: Connection, states: Sequence[AllowanceState]) -> None
     """Write back decided rows: one statement for the whole group."""
     if not states:
         return
-    if _is_pg(conn):
+    if is_pg(conn):
         pg.update_allowances(conn, [
             {"id": s.id, "period_start": s.period_start, "period_end": s.period_end,
              "granted_qty": s.granted_qty, "used_qty": s.used_qty, "held_qty": s.held_qty,
@@ -274,7 +231,7 @@ def find_entries(conn: Connection, entry_ids: Iterable[str]) -> dict[str, dict[s
     wanted = sorted(set(entry_ids))
     if not wanted:
         return {}
-    if _is_pg(conn):
+    if is_pg(conn):
         return {row["entry_id"]: _entry(row) for row in pg.entries(conn, wanted)}
     rows = conn.execute(select(JOURNAL).where(JOURNAL.c.entry_id.in_(wanted))).mappings()
     return {row["entry_id"]: _entry(row) for row in rows}
@@ -288,7 +245,7 @@ def _entry(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 def insert_entries(conn: Connection, entries: Sequence[Mapping[str, Any]]) -> None:
     """Append journal rows: one multi-row INSERT for a group."""
-    if entries and _is_pg(conn):
+    if entries and is_pg(conn):
         pg.insert_entries(conn, entries)
     elif entries:
         conn.execute(insert(JOURNAL), [dict(e) for e in entries])
@@ -354,7 +311,7 @@ def insert_hold(conn: Connection, hold: Mapping[str, Any]) -> None:
 
 def lock_hold(conn: Connection, hold_id: str) -> dict[str, Any] | None:
     query = select(HOLDS).where(HOLDS.c.id == hold_id)
-    if _is_pg(conn):
+    if is_pg(conn):
         query = query.with_for_update()
     row = conn.execute(query).mappings().first()
     if row is None:
@@ -378,162 +335,6 @@ def expired_hold_ids(conn: Connection, now: datetime, limit: int) -> list[str]:
     return [str(r) for r in conn.scalars(query)]
 
 
-# Point stock ------------------------------------------------------------------------------------
-def lock_stock(conn: Connection, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Balance (delivered − dispensed) of the tracked (point, product) pairs, locked in key order.
-
-    Locked after the allowances, in key order, by every writer: one lock per point per group, never
-    one per redemption. A pair with no row has never had a delivery and is not tracked.
-    """
-    wanted = sorted(set(pairs))
-    if not wanted:
-        return {}
-    if _is_pg(conn):
-        return {(p, q): int(b) for p, q, b in pg.lock_stock(conn, wanted)}
-    s = POINT_STOCK
-    query = (
-        select(s.c.point_code, s.c.product_code, s.c.delivered_qty - s.c.dispensed_qty)
-        .where(tuple_(s.c.point_code, s.c.product_code).in_(wanted))
-        .order_by(s.c.point_code, s.c.product_code)
-    )
-    if _is_pg(conn):
-        query = query.with_for_update()
-    return {(p, q): int(b) for p, q, b in conn.execute(query)}
-
-
-def add_dispensed(conn: Connection, dispensed: Mapping[tuple[str, str], int]) -> None:
-    rows = [{"_p": p, "_q": q, "_d": d} for (p, q), d in sorted(dispensed.items()) if d]
-    if rows and _is_pg(conn):
-        pg.add_dispensed(conn, [(p, q, d) for (p, q), d in sorted(dispensed.items()) if d])
-    elif rows:
-        s = POINT_STOCK
-        conn.execute(
-            update(s)
-            .where(s.c.point_code == bindparam("_p"), s.c.product_code == bindparam("_q"))
-            .values(dispensed_qty=s.c.dispensed_qty + bindparam("_d")),
-            rows,
-        )
-
-
-def record_delivery(
-    conn: Connection, point_code: str, product_code: str, quantity_qty: int, at: datetime, reference: str
-) -> None:
-    """A delivery; the first one starts tracking the pair, counting what the journal already shows."""
-    conn.execute(
-        insert(DELIVERIES),
-        [{"point_code": point_code, "product_code": product_code, "quantity_qty": quantity_qty,
-          "delivered_at": at, "reference": reference}],
-    )
-    s = POINT_STOCK
-    exists = conn.execute(
-        select(s.c.point_code).where(s.c.point_code == point_code, s.c.product_code == product_code)
-    ).first()
-    if exists is None:
-        dispensed = journal_dispensed(conn, point_code, product_code)
-        conn.execute(insert(s), [{"point_code": point_code, "product_code": product_code,
-                                  "delivered_qty": 0, "dispensed_qty": dispensed}])
-    conn.execute(
-        update(s)
-        .where(s.c.point_code == point_code, s.c.product_code == product_code)
-        .values(delivered_qty=s.c.delivered_qty + quantity_qty)
-    )
-
-
-def journal_dispensed(conn: Connection, point_code: str, product_code: str) -> int:
-    total = conn.execute(
-        select(func.coalesce(func.sum(JOURNAL.c.quantity_qty), 0)).where(
-            JOURNAL.c.point_code == point_code,
-            JOURNAL.c.product_code == product_code,
-            JOURNAL.c.result == "ok",
-            JOURNAL.c.kind.in_(["redeem", "post", "reverse", "walk_in"]),
-        )
-    ).scalar_one()
-    return int(total)
-
-
-def stock_rows(conn: Connection, point_code: str | None) -> list[dict[str, Any]]:
-    query = select(POINT_STOCK).order_by(POINT_STOCK.c.point_code, POINT_STOCK.c.product_code)
-    if point_code is not None:
-        query = query.where(POINT_STOCK.c.point_code == point_code)
-    return [dict(r) for r in conn.execute(query).mappings()]
-
-
-def daily_movements(
-    conn: Connection, point_code: str, start: datetime, end: datetime
-) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int]]]:
-    """(day, product, qty) delivered and dispensed at a point in ``[start, end)``, for the daily report."""
-    day_d = func.substr(func.cast(DELIVERIES.c.delivered_at, String), 1, 10)
-    delivered = conn.execute(
-        select(day_d, DELIVERIES.c.product_code, func.sum(DELIVERIES.c.quantity_qty))
-        .where(DELIVERIES.c.point_code == point_code, DELIVERIES.c.delivered_at >= start,
-               DELIVERIES.c.delivered_at < end)
-        .group_by(day_d, DELIVERIES.c.product_code)
-    ).all()
-    day_j = func.substr(func.cast(JOURNAL.c.created_at, String), 1, 10)
-    dispensed = conn.execute(
-        select(day_j, JOURNAL.c.product_code, func.sum(JOURNAL.c.quantity_qty))
-        .where(JOURNAL.c.point_code == point_code, JOURNAL.c.result == "ok",
-               JOURNAL.c.kind.in_(["redeem", "post", "reverse", "walk_in"]),
-               JOURNAL.c.created_at >= start, JOURNAL.c.created_at < end)
-        .group_by(day_j, JOURNAL.c.product_code)
-    ).all()
-    return ([(str(d), str(p), int(q)) for d, p, q in delivered],
-            [(str(d), str(p), int(q)) for d, p, q in dispensed])
-
-
-# Seals ------------------------------------------------------------------------------------------
-def last_seal(conn: Connection) -> tuple[int, str]:
-    """(last sealed seq, its seal hash), or (0, genesis) before the first seal."""
-    query = select(SEALS.c.last_seq, SEALS.c.seal_hash).order_by(SEALS.c.id.desc()).limit(1)
-    row = conn.execute(query).first()
-    return (0, "0" * 64) if row is None else (int(row[0]), str(row[1]))
-
-
-def insert_seal(conn: Connection, seal: Seal, at: datetime) -> None:
-    conn.execute(
-        insert(SEALS),
-        [{"first_seq": seal.first_seq, "last_seq": seal.last_seq, "entry_count": seal.entry_count,
-          "entries_hash": seal.entries_hash, "prev_hash": seal.prev_hash, "seal_hash": seal.seal_hash,
-          "sealed_at": at}],
-    )
-    seal_id = conn.execute(select(func.max(SEALS.c.id))).scalar_one()
-    conn.execute(
-        update(SEAL_DIGESTS).where(SEAL_DIGESTS.c.id == seal_id)
-        .values(digests=json.dumps([[s, d] for s, d in seal.digests]))
-    )
-
-
-def all_seals(conn: Connection) -> list[Seal]:
-    rows = conn.execute(
-        text("SELECT id, first_seq, last_seq, entry_count, entries_hash, prev_hash, seal_hash, digests "
-             "FROM seals ORDER BY id")
-    )
-    return [
-        Seal(first_seq=int(r[1]), last_seq=int(r[2]), entry_count=int(r[3]), entries_hash=r[4],
-             prev_hash=r[5], seal_hash=r[6], id=int(r[0]),
-             digests=tuple((int(s), str(d)) for s, d in json.loads(r[7] or "[]")))
-        for r in rows
-    ]
-
-
-def lock_sealing(conn: Connection) -> None:
-    """Serialise sealers (PostgreSQL advisory lock for the transaction; SQLite has one writer)."""
-    if _is_pg(conn):
-        conn.execute(text("SELECT pg_advisory_xact_lock(727001)"))
-
-
-def committed_watermark(conn: Connection) -> int:
-    """The highest seq below which every journal row is committed or rolled back.
-
-    Seqs are handed out at INSERT but groups commit in any order, so a sealer must not read past a
-    row still in flight. A SHARE lock waits for every inserting transaction to end and is held only
-    for this one statement's transaction (the caller commits at once).
-    """
-    if _is_pg(conn):
-        conn.execute(text("LOCK TABLE journal IN SHARE MODE"))
-    return int(conn.execute(select(func.coalesce(func.max(JOURNAL.c.seq), 0))).scalar_one())
-
-
 def begin_write(conn: Connection) -> None:
     """On SQLite take the write lock up front: a read that later upgrades can fail with SQLITE_BUSY."""
     if conn.dialect.name == "sqlite":
@@ -553,71 +354,3 @@ def reversal_of(conn: Connection, ref_entry_id: str) -> str | None:
 def point_code_of(conn: Connection, point_id: int) -> str | None:
     row = conn.execute(text("SELECT code FROM points WHERE id = :id"), {"id": point_id}).first()
     return None if row is None else str(row[0])
-
-
-# Messages (the journal is the outbox) -----------------------------------------------------------
-def lock_cursor(conn: Connection, name: str) -> int:
-    """The sender's saved journal position, locked so one collector advances it at a time."""
-    c = MESSAGE_CURSORS
-    query = select(c.c.last_seq).where(c.c.name == name)
-    if _is_pg(conn):
-        query = query.with_for_update()
-    row = conn.execute(query).first()
-    if row is None:
-        conn.execute(insert(c), [{"name": name, "last_seq": 0}])
-        return 0
-    return int(row[0])
-
-
-def save_cursor(conn: Connection, name: str, last_seq: int) -> None:
-    conn.execute(update(MESSAGE_CURSORS).where(MESSAGE_CURSORS.c.name == name).values(last_seq=last_seq))
-
-
-def recipients(conn: Connection, entries: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
-    """The family (phone, e-mail) each entry's holder belongs to, by seq."""
-    found: dict[int, dict[str, Any]] = {}
-    for e in entries:
-        sql = {
-            "family": "SELECT id, phone, email FROM families WHERE id = :h",
-            "person": "SELECT f.id, f.phone, f.email FROM persons p JOIN families f ON f.id = p.family_id "
-                      "WHERE p.id = :h",
-            "vehicle": "SELECT f.id, f.phone, f.email FROM vehicles v "
-                       "JOIN persons p ON p.id = v.owner_person_id "
-                       "JOIN families f ON f.id = p.family_id WHERE v.id = :h",
-        }.get(str(e["holder_type"]))
-        row = conn.execute(text(sql), {"h": e["holder_id"]}).first() if sql else None
-        if row is not None:
-            found[int(e["seq"])] = {"family_id": row[0], "phone": row[1], "email": row[2]}
-    return found
-
-
-def names(conn: Connection) -> tuple[dict[str, tuple[str, str, str, int]], dict[str, tuple[str, str]]]:
-    """Products (name_ar, name_en, unit, price_per_qty) and points (name_ar, name_en) by code."""
-    products = {r[0]: (r[1], r[2], r[3], int(r[4])) for r in conn.execute(
-        text("SELECT code, name_ar, name_en, unit, price_per_qty FROM products"))}
-    points = {r[0]: (r[1], r[2]) for r in conn.execute(text("SELECT code, name_ar, name_en FROM points"))}
-    return products, points
-
-
-def insert_messages(conn: Connection, messages: Sequence[Mapping[str, Any]]) -> None:
-    if messages:
-        conn.execute(insert(MESSAGES), [dict(m) for m in messages])
-
-
-def due_messages(conn: Connection, channel: str, now: datetime, limit: int) -> list[dict[str, Any]]:
-    m = MESSAGES
-    query = (
-        select(m).where(m.c.channel == channel, m.c.state == "pending", m.c.next_attempt_at <= now)
-        .order_by(m.c.id).limit(limit)
-    )
-    if _is_pg(conn):
-        query = query.with_for_update(skip_locked=True)
-    return [dict(r) for r in conn.execute(query).mappings()]
-
-
-def mark_message(conn: Connection, message_id: int, **values: Any) -> None:
-    conn.execute(update(MESSAGES).where(MESSAGES.c.id == message_id).values(**values))
-
-
-def message_states(conn: Connection) -> list[dict[str, Any]]:
-    return [dict(r) for r in conn.execute(select(MESSAGES).order_by(MESSAGES.c.seq)).mappings()]

@@ -21,6 +21,8 @@ import httpx
 from sqlalchemy import Engine
 
 from quota import ledger_repository as repo
+from quota import message_repository as message_repo
+from quota import seal_repository as seal_repo
 from quota.redemption import utcnow
 
 DEBIT_KINDS = ("redeem", "post", "reverse", "topup")
@@ -107,18 +109,18 @@ class Notifier:
         """Queue a message for every new debit entry; returns how many were queued."""
         cursor_name = f"notify-{self.sender.channel}"
         with self.db.begin() as conn:
-            watermark = repo.committed_watermark(conn)
+            watermark = seal_repo.committed_watermark(conn)
         queued = 0
         with self.db.begin() as conn:
             repo.begin_write(conn)
-            position = repo.lock_cursor(conn, cursor_name)
-            products, points = repo.names(conn)
+            position = message_repo.lock_cursor(conn, cursor_name)
+            products, points = message_repo.names(conn)
             while True:
                 entries = [e for e in repo.entries_after(conn, position, DEBIT_KINDS, self.batch)
                            if e["seq"] <= watermark]
                 if not entries:
                     break
-                found = repo.recipients(conn, entries)
+                found = message_repo.recipients(conn, entries)
                 now = self.clock()
                 rows = []
                 for e in entries:
@@ -128,10 +130,10 @@ class Notifier:
                                  "recipient": to.get("phone") or "", "text_ar": text_ar, "text_en": text_en,
                                  "state": "pending" if to.get("phone") else "no_recipient", "attempts": 0,
                                  "last_error": "", "next_attempt_at": now, "created_at": now})
-                repo.insert_messages(conn, rows)
+                message_repo.insert_messages(conn, rows)
                 queued += len(rows)
                 position = int(entries[-1]["seq"])
-            repo.save_cursor(conn, cursor_name, position)
+            message_repo.save_cursor(conn, cursor_name, position)
         return queued
 
     def deliver(self) -> tuple[int, int]:
@@ -140,17 +142,19 @@ class Notifier:
         now = self.clock()
         with self.db.begin() as conn:
             repo.begin_write(conn)
-            for message in repo.due_messages(conn, self.sender.channel, now, self.batch):
+            for message in message_repo.due_messages(conn, self.sender.channel, now, self.batch):
                 try:
                     self.sender.send(message["recipient"], f"{message['text_ar']}\n{message['text_en']}")
                 except Exception as exc:  # the gateway's failure is data: kept, retried later
                     attempts = int(message["attempts"]) + 1
                     backoff = min(2**attempts, self.max_backoff_s)
-                    repo.mark_message(conn, message["id"], attempts=attempts, last_error=str(exc)[:200],
-                                      next_attempt_at=now + timedelta(seconds=backoff))
+                    message_repo.mark_message(
+                        conn, message["id"], attempts=attempts, last_error=str(exc)[:200],
+                        next_attempt_at=now + timedelta(seconds=backoff),
+                    )
                     failed += 1
                 else:
-                    repo.mark_message(conn, message["id"], state="sent", sent_at=now,
+                    message_repo.mark_message(conn, message["id"], state="sent", sent_at=now,
                                       attempts=int(message["attempts"]) + 1)
                     sent += 1
         return sent, failed

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection
 
 from quota import ledger_repository as repo
+from quota import stock_repository as stock_repo
 from quota.domain.decide import AllowanceState, Result, decide_redeem, is_current
 from quota.domain.terms import Terms
 
@@ -148,7 +149,7 @@ def resolve_group(
             keys.extend(candidate_keys(card, item.product_code))
     states: dict[repo.HolderKey, AllowanceState] = repo.lock_current_allowances(conn, keys, max(nows))
     existing = repo.find_entries(conn, (i.entry_id for i in items))
-    stock = repo.lock_stock(conn, ((i.point_code, i.product_code) for i in items))
+    stock = stock_repo.lock_stock(conn, ((i.point_code, i.product_code) for i in items))
     dispensed: dict[tuple[str, str], int] = defaultdict(int)
     changed: dict[int, AllowanceState] = {}
     rows: list[dict[str, Any]] = []
@@ -175,7 +176,7 @@ def resolve_group(
         outcomes.append(outcome)
     repo.write_allowances(conn, list(changed.values()))
     repo.insert_entries(conn, rows)
-    repo.add_dispensed(conn, dispensed)
+    stock_repo.add_dispensed(conn, dispensed)
     return outcomes
 
 

@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from quota import ledger_repository as repo
+from quota import seal_repository as seal_repo
+from quota import stock_repository as stock_repo
 from quota.domain import chain
 from quota.domain.decide import (
     AllowanceState,
@@ -193,8 +195,8 @@ class LedgerService:
                     repo.set_hold_state(conn, hold_id, "posted", dispensed_qty)
                     row.update(quantity_qty=decision.debit_qty, price_minor=decision.price_minor)
                     pair = (hold["point_code"], state.product_code)
-                    if repo.lock_stock(conn, [pair]):
-                        repo.add_dispensed(conn, {pair: decision.debit_qty})
+                    if stock_repo.lock_stock(conn, [pair]):
+                        stock_repo.add_dispensed(conn, {pair: decision.debit_qty})
                 return self._apply(conn, row, decision)
             final = "voided" if step == "void" and not expired else "expired"
             repo.set_hold_state(conn, hold_id, final, None)
@@ -250,8 +252,8 @@ class LedgerService:
             decision = decide_reverse(state, qty)
             if decision.ok:
                 pair = (original["point_code"], state.product_code)
-                if repo.lock_stock(conn, [pair]):
-                    repo.add_dispensed(conn, {pair: -qty})
+                if stock_repo.lock_stock(conn, [pair]):
+                    stock_repo.add_dispensed(conn, {pair: -qty})
             return self._apply(conn, row, decision)
 
     def topup(self, entry_id: str, holder_type: str, holder_id: int, product: str, quantity_qty: int,
@@ -305,18 +307,18 @@ class LedgerService:
         """Seal every committed unsealed entry, in seals of at most ``max_entries``."""
         now = now or self.clock()
         with self.db.begin() as conn:
-            watermark = repo.committed_watermark(conn)
+            watermark = seal_repo.committed_watermark(conn)
         made: list[chain.Seal] = []
         with self.db.begin() as conn:
             repo.begin_write(conn)
-            repo.lock_sealing(conn)
-            last_seq, prev = repo.last_seal(conn)
+            seal_repo.lock_sealing(conn)
+            last_seq, prev = seal_repo.last_seal(conn)
             while last_seq < watermark:
                 entries = repo.entries_page(conn, last_seq, watermark, max_entries)
                 if not entries:
                     break
                 seal = chain.make_seal(prev, entries)
-                repo.insert_seal(conn, seal, now)
+                seal_repo.insert_seal(conn, seal, now)
                 made.append(seal)
                 last_seq, prev = seal.last_seq, seal.seal_hash
         return made
@@ -325,7 +327,7 @@ class LedgerService:
         """Recompute the chain and name every changed, removed, inserted or reordered entry."""
         report = chain.Report()
         with self.db.connect() as conn:
-            seals = repo.all_seals(conn)
+            seals = seal_repo.all_seals(conn)
             report.findings.extend(chain.verify_seal_links(seals))
             for seal in seals:
                 entries = repo.entries_between(conn, seal.first_seq, seal.last_seq)

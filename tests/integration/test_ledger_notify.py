@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from quota.engine import GroupCommitEngine
-from quota.ledger_repository import message_states
+from quota.message_repository import message_states
 from quota.notify import Notifier
 from quota.redemption import Redemption, StaticTerms
 from quota.service import LedgerService

@@ -1,0 +1,116 @@
+"""SQL of the message outbox: the sender's journal position, rendered messages and their delivery."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    text,
+    update,
+)
+
+from quota.ledger_repository import is_pg
+
+MESSAGE_META = MetaData()
+MESSAGE_CURSORS = Table(
+    "message_cursors",
+    MESSAGE_META,
+    Column("name", String(32), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+)
+MESSAGES = Table(
+    "messages",
+    MESSAGE_META,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("recipient", String(64), nullable=False),
+    Column("text_ar", Text, nullable=False),
+    Column("text_en", Text, nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", String(200), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+)
+
+# Messages (the journal is the outbox) -----------------------------------------------------------
+def lock_cursor(conn: Connection, name: str) -> int:
+    """The sender's saved journal position, locked so one collector advances it at a time."""
+    c = MESSAGE_CURSORS
+    query = select(c.c.last_seq).where(c.c.name == name)
+    if is_pg(conn):
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        conn.execute(insert(c), [{"name": name, "last_seq": 0}])
+        return 0
+    return int(row[0])
+
+
+def save_cursor(conn: Connection, name: str, last_seq: int) -> None:
+    conn.execute(update(MESSAGE_CURSORS).where(MESSAGE_CURSORS.c.name == name).values(last_seq=last_seq))
+
+
+def recipients(conn: Connection, entries: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The family (phone, e-mail) each entry's holder belongs to, by seq."""
+    found: dict[int, dict[str, Any]] = {}
+    for e in entries:
+        sql = {
+            "family": "SELECT id, phone, email FROM families WHERE id = :h",
+            "person": "SELECT f.id, f.phone, f.email FROM persons p JOIN families f ON f.id = p.family_id "
+                      "WHERE p.id = :h",
+            "vehicle": "SELECT f.id, f.phone, f.email FROM vehicles v "
+                       "JOIN persons p ON p.id = v.owner_person_id "
+                       "JOIN families f ON f.id = p.family_id WHERE v.id = :h",
+        }.get(str(e["holder_type"]))
+        row = conn.execute(text(sql), {"h": e["holder_id"]}).first() if sql else None
+        if row is not None:
+            found[int(e["seq"])] = {"family_id": row[0], "phone": row[1], "email": row[2]}
+    return found
+
+
+def names(conn: Connection) -> tuple[dict[str, tuple[str, str, str, int]], dict[str, tuple[str, str]]]:
+    """Products (name_ar, name_en, unit, price_per_qty) and points (name_ar, name_en) by code."""
+    products = {r[0]: (r[1], r[2], r[3], int(r[4])) for r in conn.execute(
+        text("SELECT code, name_ar, name_en, unit, price_per_qty FROM products"))}
+    points = {r[0]: (r[1], r[2]) for r in conn.execute(text("SELECT code, name_ar, name_en FROM points"))}
+    return products, points
+
+
+def insert_messages(conn: Connection, messages: Sequence[Mapping[str, Any]]) -> None:
+    if messages:
+        conn.execute(insert(MESSAGES), [dict(m) for m in messages])
+
+
+def due_messages(conn: Connection, channel: str, now: datetime, limit: int) -> list[dict[str, Any]]:
+    m = MESSAGES
+    query = (
+        select(m).where(m.c.channel == channel, m.c.state == "pending", m.c.next_attempt_at <= now)
+        .order_by(m.c.id).limit(limit)
+    )
+    if is_pg(conn):
+        query = query.with_for_update(skip_locked=True)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def mark_message(conn: Connection, message_id: int, **values: Any) -> None:
+    conn.execute(update(MESSAGES).where(MESSAGES.c.id == message_id).values(**values))
+
+
+def message_states(conn: Connection) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(select(MESSAGES).order_by(MESSAGES.c.seq)).mappings()]
