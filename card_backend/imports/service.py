@@ -33,7 +33,7 @@ from card_backend.imports.schemas import ImportError_, ImportReport
 from card_backend.imports.staging import Staging
 
 MAX_REPORTED = 1000
-CHUNK_PERSONS = 20_000
+CHUNK_PERSONS = 10_000
 # progress(phase, done, total): "read" counts bytes; "reread" (errors found: reading again to name them),
 # "check" and "insert" have no total.
 Progress = Callable[[str, int, int | None], None]
@@ -66,7 +66,7 @@ class _Loader:
     """Sends chunks to the database from a second thread on PostgreSQL, so parsing (Python, holding the
     GIL) and COPY (network and server work, GIL released) overlap; at most ``depth`` chunks wait."""
 
-    def __init__(self, sink: Sink, threaded: bool, depth: int = 4) -> None:
+    def __init__(self, sink: Sink, threaded: bool, depth: int = 2) -> None:
         self.sink = sink
         self.failure: BaseException | None = None
         self.threaded = threaded
