@@ -6,25 +6,43 @@ from collections.abc import Callable
 from typing import Annotated
 
 import jwt
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from card_backend.auth.principal import Principal, Role
 from card_backend.auth.security import DEVICE_TOKEN_PREFIX, decode_access_token
 from card_backend.auth.service import device_principal
-from card_backend.deps import SessionDep, SettingsDep
+from card_backend.auth.token_cache import DeviceTokenCache
+from card_backend.deps import SettingsDep
 from card_backend.errors import AuthenticationFailed, PermissionDenied
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
+_device_cache = DeviceTokenCache()
+
+
+def _device(request: Request, token: str) -> Principal | None:
+    """Device tokens are checked on every request: a short cache spares the database, and the lookup
+    uses its own short session so no request holds a pooled connection while it waits (a request that
+    awaits the group commit engine must not pin the connections the engine's writers need)."""
+    cached = _device_cache.get(token)
+    if cached is not None:
+        return cached
+    with request.app.state.session_factory() as session:
+        principal = device_principal(session, token)
+    if principal is not None:
+        _device_cache.put(token, principal)
+    return principal
+
+
 def current_principal(
-    session: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+    request: Request, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
     if not token:
         raise AuthenticationFailed("sign in first")
     if token.startswith(DEVICE_TOKEN_PREFIX):
-        principal = device_principal(session, token)
+        principal = _device(request, token)
         if principal is None:
             raise AuthenticationFailed("unknown or revoked device token", code="invalid_device_token")
         return principal

@@ -25,6 +25,7 @@ class Principal:
     role: Role
     point_id: int | None = None
     device_id: int | None = None
+    point_code: str | None = None
 
     @property
     def actor(self) -> str:

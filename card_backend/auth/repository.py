@@ -4,7 +4,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from card_backend.auth.models import User
-from card_backend.point.models import Device
+from card_backend.point.models import Device, Point
 
 
 class UserRepository:
@@ -22,7 +22,10 @@ class UserRepository:
     def list(self) -> list[User]:
         return list(self.session.scalars(select(User).order_by(User.id)))
 
-    def device_by_token_hash(self, digest: str) -> Device | None:
-        return self.session.scalar(
-            select(Device).where(Device.token_sha256 == digest, Device.revoked_at.is_(None))
-        )
+    def device_by_token_hash(self, digest: str) -> tuple[Device, str] | None:
+        row = self.session.execute(
+            select(Device, Point.code)
+            .join(Point, Point.id == Device.point_id)
+            .where(Device.token_sha256 == digest, Device.revoked_at.is_(None))
+        ).first()
+        return None if row is None else (row[0], row[1])

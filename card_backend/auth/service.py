@@ -47,9 +47,15 @@ def sign_in(session: Session, settings: Settings, username: str, password: str) 
 
 
 def device_principal(session: Session, token: str) -> Principal | None:
-    device = UserRepository(session).device_by_token_hash(token_sha256(token))
-    if device is None:
+    found = UserRepository(session).device_by_token_hash(token_sha256(token))
+    if found is None:
         return None
+    device, point_code = found
     return Principal(
-        kind="device", name=device.name, role=Role.DEVICE, point_id=device.point_id, device_id=device.id
+        kind="device",
+        name=device.name,
+        role=Role.DEVICE,
+        point_id=device.point_id,
+        device_id=device.id,
+        point_code=point_code,
     )

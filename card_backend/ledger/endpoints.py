@@ -91,8 +91,10 @@ def _check_point(ledger: LedgerService, principal: Principal, point_codes: set[s
     """A device or a clerk tied to a point redeems at that point only."""
     if principal.point_id is None:
         return
-    with ledger.db.connect() as conn:
-        own = point_code_of(conn, principal.point_id)
+    own = principal.point_code  # devices carry it; a clerk's token carries only the point id
+    if own is None:
+        with ledger.db.connect() as conn:
+            own = point_code_of(conn, principal.point_id)
     if point_codes - {own}:
         raise WrongPoint(f"this {principal.kind} belongs to point {own}")
 
