@@ -133,5 +133,34 @@ def agent(
         box.close()
 
 
+@app.command("clerk")
+def clerk(
+    backend: Annotated[str, typer.Option(help="Backend base URL.")] = "http://127.0.0.1:8000",
+    token: Annotated[str, typer.Option(envvar="READER_AGENT_TOKEN", help="Device token (dev_...).")] = "",
+    point: Annotated[str, typer.Option(help="Code of the point this device is enrolled at.")] = "",
+    outbox: Annotated[Path, typer.Option(help="Local outbox (SQLite).")] = Path("var/agent/outbox.sqlite3"),
+    port: Annotated[int, typer.Option(help="Port of the clerk page on 127.0.0.1.")] = 8001,
+) -> None:
+    """Serve the clerk's page on 127.0.0.1 (Arabic and English; the browser shapes the text)."""
+    import uvicorn
+
+    from reader_agent.agent import PointAgent
+    from reader_agent.client import BackendClient
+    from reader_agent.outbox import Outbox
+    from reader_agent.reader import ReaderError, list_readers
+    from reader_agent.ui.app import create_clerk_app
+
+    if not token or not point:
+        typer.echo("error: --token (or READER_AGENT_TOKEN) and --point are required", err=True)
+        raise typer.Exit(2)
+    runner = PointAgent(BackendClient(backend, token), Outbox(outbox), point)
+    runner.load_keys()
+    try:
+        readers = list_readers()
+    except ReaderError:
+        readers = []
+    uvicorn.run(create_clerk_app(runner, readers or ["Virtual PCD 00 00"]), host="127.0.0.1", port=port)
+
+
 if __name__ == "__main__":
     app()

@@ -76,6 +76,14 @@ def reader_conf(count: int) -> str:
     return "\n".join(blocks)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: pcscd gets SIGTERM if the test process dies without cleaning up."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _running_pcscd_pid() -> int | None:
     try:
         pid = int(PIDFILE.read_text().strip())
@@ -119,6 +127,8 @@ class PcscHarness:
             raise PcscUnavailableError("missing: " + "; ".join(missing) + " — run scripts/system-deps.sh")
         self._acquire_lock()
         try:
+            if self._reuse_running_pcscd():
+                return
             self._stop_foreign_pcscd()
             self._workdir = tempfile.TemporaryDirectory(prefix="scl-pcsc-")
             confdir = Path(self._workdir.name) / "reader.conf.d"
@@ -131,6 +141,7 @@ class PcscHarness:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=_die_with_parent,
                 )
             self._wait_for_readers()
         except BaseException:
@@ -155,7 +166,9 @@ class PcscHarness:
             self._lock_file = None
 
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        if self._process is None:
+            return _running_pcscd_pid() is not None
+        return self._process.poll() is None
 
     def _acquire_lock(self) -> None:
         fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
@@ -172,6 +185,18 @@ class PcscHarness:
                     ) from None
                 time.sleep(0.2)
         self._lock_file = fd
+
+    def _reuse_running_pcscd(self) -> bool:
+        """A pcscd already serving our readers (e.g. left by a killed run) is used as it is, never killed."""
+        if _running_pcscd_pid() is None:
+            return False
+        from reader_agent.reader import ReaderError, list_readers
+
+        try:
+            seen = set(list_readers())
+        except ReaderError:
+            return False
+        return {reader.name for reader in self.readers} <= seen
 
     def _stop_foreign_pcscd(self) -> None:
         """A pcscd we did not start holds the one socket; replace it only when allowed."""

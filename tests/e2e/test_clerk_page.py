@@ -1,0 +1,30 @@
+"""The clerk's local page drives a real tap and redemption through pcscd and the API."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from reader_agent.ui.app import create_clerk_app
+from tests.e2e.pcsc import PcscHarness, open_card_when_present
+from tests.e2e.stack import Stack
+
+
+def test_clerk_reads_the_card_confirms_and_gets_the_receipt(pcsc: PcscHarness, stack: Stack) -> None:
+    stack.card("F000001")
+    stack.cards.insert("F000001", pcsc.reader(0))
+    reader = pcsc.reader(0).name
+    open_card_when_present(reader)[0].close()
+    page = TestClient(create_clerk_app(stack.agent("P1"), [reader]))
+    html = page.get("/").text
+    assert 'dir="rtl"' in html and "Virtual PCD 00 00" in html and "P1" in html
+    assert page.post(
+        "/redeem", json={"reader": reader, "product_code": "sugar", "quantity_qty": 5}
+    ).json() == {"result": "no_card_read"}
+    tap = page.post("/tap", json={"reader": reader}).json()
+    assert tap["result"] == "ok" and tap["card_serial"] == "F000001" and tap["online"] is True
+    assert {"product_code": "sugar", "available_qty": 5000} in tap["products"]
+    done = page.post("/redeem", json={"reader": reader, "product_code": "sugar", "quantity_qty": 250}).json()
+    assert done["result"] == "ok" and "تمت العملية" in done["receipt"]
+    assert stack.quota("F000001")["used_qty"] == 250
+    empty = page.post("/tap", json={"reader": pcsc.reader(1).name}).json()
+    assert empty == {"result": "card_removed"}
