@@ -208,6 +208,8 @@ def birth(session: Session, settings: Settings, actor: str, family_id: int, chil
 
 
 def death(session: Session, actor: str, family_id: int, person_id: int, died_on: date) -> FamilyOut:
+    """The person stays in the family book, marked deceased. A deceased head stays head until a head
+    change is recorded (the registrar decides who); the family is dissolved when nobody alive is left."""
     repo = FamilyRepository(session)
     family = _family(repo, family_id)
     person = _member(repo, family, person_id)

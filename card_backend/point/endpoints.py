@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
+from card_backend.auth import deps as auth_deps
 from card_backend.auth.deps import READERS, require_roles
 from card_backend.auth.principal import Principal, Role
 from card_backend.deps import SessionDep, SettingsDep
@@ -74,5 +75,8 @@ def list_devices(code: str, session: SessionDep, _: Principal = Depends(READ)) -
 
 @router.post("/devices/{device_id}/revoke", response_model=DeviceOut)
 def revoke_device(device_id: int, session: SessionDep, _: Principal = Depends(DEVICES)) -> DeviceOut:
-    """The device's token stops working at once."""
-    return service.revoke_device(session, device_id)
+    """The device's token stops working at once in this process; other API processes drop it when their
+    device-token cache entry expires (``auth.token_cache``, at most its TTL)."""
+    out = service.revoke_device(session, device_id)
+    auth_deps._device_cache.clear()
+    return out

@@ -195,7 +195,7 @@ def test_cli_import_families_and_rejection_exit_code(engine, tmp_path, monkeypat
 
 def test_a_file_that_is_not_utf8_is_rejected_even_with_skip_invalid(client, auth, engine):
     reg = auth(Role.REGISTRAR)
-    data = to_csv(rows_for("ENC-1", 2)) + "ENC-2,aleppo,".encode() + b"\xff\xfe broken\n"
+    data = to_csv(rows_for("ENC-1", 2)) + b"ENC-2,aleppo," + b"\xff\xfe broken\n"
     before = counts(engine)
     r = upload(client, reg, data, skip_invalid=True)
     assert r.status_code == 422 and r.json()["detail"]["errors"][-1]["field"] == "encoding"
