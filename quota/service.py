@@ -200,11 +200,16 @@ class LedgerService:
                 return self._apply(conn, row, decision)
             final = "voided" if step == "void" and not expired else "expired"
             repo.set_hold_state(conn, hold_id, final, None)
-            outcome = self._apply(conn, dict(row, kind="void" if final == "voided" else "expire"),
-                                  decide_release(state, reserved))
-            if step == "post":  # posting an expired hold: the reservation returned, the post refused
-                return Outcome(entry_id, Result.HOLD_EXPIRED.value, 0, outcome.remaining_qty)
-            return outcome
+            release = decide_release(state, reserved)
+            if step != "post":
+                return self._apply(conn, dict(row, kind="void" if final == "voided" else "expire"), release)
+            # Posting an expired hold: the expiry is journalled under its own id (the reservation
+            # returns) and the post is refused under the post's id, so a retry replays the refusal.
+            expiry = dict(row, entry_id=derived_id(hold_id, "expire"), kind="expire",
+                          payload_hash=payload_hash("expire", hold=hold_id, qty=0))
+            released = self._apply(conn, expiry, release)
+            refusal = dict(row, result=Result.HOLD_EXPIRED.value, remaining_qty=released.remaining_qty)
+            return self._apply(conn, refusal, None)
 
     def post(self, hold_id: str, dispensed_qty: int, now: datetime | None = None) -> Outcome:
         """Post what was dispensed (≤ reserved; the rest returns); ``hold_expired`` after expiry."""

@@ -170,6 +170,9 @@ def test_posting_after_expiry_before_the_job_runs_is_refused_and_releases(world)
     svc.hold(hold_id, pop.family_card[1], "diesel", 30_000, "P1")
     assert svc.post(hold_id, 10_000, NOW + timedelta(seconds=600)).result == "hold_expired"
     assert used(db, pop.allowance_of[(1, "diesel")])[:2] == (0, 0)
+    retried = svc.post(hold_id, 10_000, NOW + timedelta(seconds=601))
+    assert retried.replayed and retried.result == "hold_expired"
+    assert svc.expire_holds(NOW + timedelta(seconds=900)) == 0
 
 
 def test_reversal_credits_once_with_a_reason(world) -> None:

@@ -103,3 +103,15 @@ def test_topup_quota_stock_and_journal(client: TestClient, auth, pop: Population
     assert v["ok"] is True and v["entries_checked"] == 2
     draws = client.get("/api/v1/families/1/draws", headers=supervisor).json()
     assert [d["kind"] for d in draws] == ["topup"]
+
+
+def test_a_clerk_of_one_point_cannot_redeem_at_another(client: TestClient, auth, pop: Population,  # type: ignore[no-untyped-def]
+                                                       engine: Engine) -> None:
+    with engine.connect() as conn:
+        from sqlalchemy import text
+
+        p1 = conn.execute(text("SELECT id FROM points WHERE code = 'P1'")).scalar_one()
+    clerk = auth(Role.CLERK, point_id=p1)
+    assert client.post("/api/v1/redemptions", json=body(pop), headers=clerk).status_code == 200
+    r = client.post("/api/v1/redemptions", json=body(pop, point_code="P2"), headers=clerk)
+    assert r.status_code == 403 and r.json()["error"] == "wrong_point"
