@@ -141,7 +141,7 @@ def lock_current_allowances(
     if not wanted:
         return {}
     if is_pg(conn):
-        states = [_state(row) for row in pg.lock_allowances(conn, wanted, now)]
+        states = [AllowanceState(*row) for row in pg.lock_allowances(conn, wanted, now)]
         return {(s.holder_type, s.holder_id, s.product_code): s for s in states}
     a = ALLOWANCES
     a2 = a.alias("a2")
