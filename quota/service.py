@@ -11,11 +11,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from quota import ledger_reports
 from quota import ledger_repository as repo
 from quota import seal_repository as seal_repo
 from quota import stock_repository as stock_repo
@@ -306,6 +307,23 @@ class LedgerService:
             row.update(self._state_fields(state))
             return self._apply(conn, row, decide_rebind(state, self.terms_for(conn, state.rule_version_id),
                                                         point))
+
+    # stock and reads (one short transaction each; see quota.ledger_reports) -----------------------
+    def deliver_stock(self, point_code: str, product_code: str, quantity_qty: int, reference: str,
+                      now: datetime | None = None) -> int:
+        return ledger_reports.deliver_stock(self.db, point_code, product_code, quantity_qty, reference,
+                                            now or self.clock())
+
+    def stock_report(self, point_code: str | None, day_from: date, day_to: date) -> dict[str, Any]:
+        return ledger_reports.stock_report(self.db, point_code, day_from, day_to)
+
+    def quota_for_card(
+        self, serial: str, now: datetime | None = None
+    ) -> list[ledger_reports.QuotaLine] | None:
+        return ledger_reports.quota_for_card(self.db, self.terms_for, serial, now or self.clock())
+
+    def family_draws(self, family_id: int, limit: int = 200) -> list[dict[str, Any]]:
+        return ledger_reports.family_draws(self.db, family_id, limit)
 
     # journal seals ------------------------------------------------------------------------------
     def seal(self, now: datetime | None = None, max_entries: int = 10_000) -> list[chain.Seal]:

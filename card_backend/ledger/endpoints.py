@@ -36,7 +36,6 @@ from card_backend.ledger.schemas import (
     TopupIn,
     VerifyOut,
 )
-from quota import ledger_reports
 from quota.engine import EngineBusy, GroupCommitEngine
 from quota.ledger_repository import point_code_of
 from quota.redemption import Outcome, Redemption, RuleTerms
@@ -129,7 +128,7 @@ async def redeem_batch(body: RedemptionBatchIn, principal: Redeemer, ledger: Led
 @router.get("/cards/{serial}/quota", response_model=QuotaOut)
 def card_quota(serial: str, _: Reader, ledger: LedgerDep) -> QuotaOut:
     """What the card may still draw per product, with the period end and the next possible time."""
-    lines = ledger_reports.quota_for_card(ledger.db, ledger.terms_for, serial, ledger.clock())
+    lines = ledger.quota_for_card(serial)
     if lines is None:
         raise NotFound("no such card", code="card_unknown")
     return QuotaOut(card_serial=serial, lines=[QuotaLineOut.model_validate(line, from_attributes=True)
@@ -169,9 +168,8 @@ def topup(body: TopupIn, principal: Granter, ledger: LedgerDep) -> OutcomeOut:
 
 @router.post("/stock/deliveries", response_model=DeliveryOut, status_code=201)
 def deliver(body: DeliveryIn, _: Supervisor, ledger: LedgerDep) -> DeliveryOut:
-    balance = ledger_reports.deliver_stock(ledger.db, body.point_code, body.product_code, body.quantity_qty,
-                                           body.reference or f"delivery-{uuid.uuid4().hex[:8]}",
-                                           ledger.clock())
+    balance = ledger.deliver_stock(body.point_code, body.product_code, body.quantity_qty,
+                                   body.reference or f"delivery-{uuid.uuid4().hex[:8]}")
     return DeliveryOut(point_code=body.point_code, product_code=body.product_code, balance_qty=balance)
 
 
@@ -179,13 +177,13 @@ def deliver(body: DeliveryIn, _: Supervisor, ledger: LedgerDep) -> DeliveryOut:
 def stock_report(_: Reader, ledger: LedgerDep, day_from: date, day_to: date,
                  point_code: Annotated[str | None, Query(max_length=32)] = None) -> dict[str, object]:
     """Balances with their reconciliation against the journal, and per-day deliveries and dispensing."""
-    return ledger_reports.stock_report(ledger.db, point_code, day_from, day_to)
+    return ledger.stock_report(point_code, day_from, day_to)
 
 
 @router.get("/families/{family_id}/draws", response_model=list[DrawOut])
 def family_draws(family_id: int, _: Reader, ledger: LedgerDep) -> list[DrawOut]:
     """Partial draw: which member's card drew what, where and when from the family allowance."""
-    return [DrawOut.model_validate(d) for d in ledger_reports.family_draws(ledger.db, family_id)]
+    return [DrawOut.model_validate(d) for d in ledger.family_draws(family_id)]
 
 
 @router.get("/journal/verify", response_model=VerifyOut)
