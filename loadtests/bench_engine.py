@@ -3,13 +3,13 @@
 Builds a fresh PostgreSQL database with 1,000,000 holders (cards and allowances loaded by COPY),
 then measures, each for ``--seconds``:
 
-- ``engine_redeem``: 32 concurrent callers, each waiting for its answer before the next request (a
-  reader agent's shape); groups can then hold at most 32 items;
-- ``engine_redeem_pipelined``: the same 32 callers keeping ``--window`` requests in flight each (an
-  HTTP server with many connections, or agents flushing outboxes), so groups fill up;
+- ``engine_redeem`` (b): 32 concurrent callers each keeping ``--window`` requests in flight (an HTTP
+  server with many connections, or agents flushing outboxes), so groups fill up;
+- ``engine_redeem_one_in_flight``: the same 32 callers each waiting for its answer before the next
+  request (one reader agent's shape); groups then hold at most 32 items;
 - ``batched_sql``: raw SQL debiting as many holders per transaction as the engine's groups held in the
-  pipelined run (one UPDATE … FROM unnest and one multi-row INSERT per transaction, same number of
-  connections as engine writers) — the ceiling the engine is compared with.
+  same run (one UPDATE … FROM unnest and one multi-row INSERT per transaction, as many connections as
+  engine writers) — the ceiling the engine is compared with.
 
 Prints ``bench <name> <value> <unit>`` lines and ``ratio (b)/batched-sql <x>`` (DESIGN.md aims at
 ≥ 0.9). Run: ``.venv/bin/python -m loadtests.bench_engine`` (``CARD_BENCH_PG_URL`` picks the server).
@@ -170,19 +170,20 @@ def main() -> None:
     url = create_database(name)
     populate(url, args.holders)
     print(f"# population of {args.holders} holders built in {time.monotonic() - began:.1f} s", flush=True)
-    rate, group = run_engine(url, args.holders, args.seconds, args.callers, 1, args.writers, args.max_items)
+    one, one_group = run_engine(url, args.holders, args.seconds, args.callers, 1, args.writers,
+                                args.max_items)
+    print(f"bench engine_redeem_one_in_flight {one:.0f} redemptions/s", flush=True)
+    print(f"bench engine_redeem_one_in_flight_group {one_group:.1f} items", flush=True)
+    same = run_batched_sql(url, args.holders, args.seconds, max(1, round(one_group)), args.writers)
+    print(f"bench batched_sql_one_in_flight_group {same:.0f} redemptions/s", flush=True)
+    print(f"ratio one-in-flight/batched-sql {one / same:.2f}", flush=True)
+    rate, group = run_engine(url, args.holders, args.seconds, args.callers, args.window, args.writers,
+                             args.max_items)
     print(f"bench engine_redeem {rate:.0f} redemptions/s", flush=True)
     print(f"bench engine_redeem_group {group:.1f} items", flush=True)
-    plain_sql = run_batched_sql(url, args.holders, args.seconds, max(1, round(group)), args.writers)
-    print(f"bench batched_sql_same_group {plain_sql:.0f} redemptions/s", flush=True)
-    print(f"ratio (b)/batched-sql-same-group {rate / plain_sql:.2f}", flush=True)
-    prate, pgroup = run_engine(url, args.holders, args.seconds, args.callers, args.window, args.writers,
-                               args.max_items)
-    print(f"bench engine_redeem_pipelined {prate:.0f} redemptions/s", flush=True)
-    print(f"bench engine_redeem_pipelined_group {pgroup:.1f} items", flush=True)
-    sql = run_batched_sql(url, args.holders, args.seconds, max(1, round(pgroup)), args.writers)
+    sql = run_batched_sql(url, args.holders, args.seconds, max(1, round(group)), args.writers)
     print(f"bench batched_sql {sql:.0f} redemptions/s", flush=True)
-    print(f"ratio (b)/batched-sql {prate / sql:.2f}", flush=True)
+    print(f"ratio (b)/batched-sql {rate / sql:.2f}", flush=True)
     if not args.keep:
         admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
