@@ -137,12 +137,8 @@ def explain(
     opened = rules_repository.by_ids(session, sorted({r["rule_version_id"] for r in rows}))
     for vid, rule in opened.items():  # an opened allowance is decided by the version it was opened with
         rules[rule.code] = (vid, rule)
-    states = [
-        explaining.AllowanceState(**{k: r[k] for k in explaining.AllowanceState.__slots__})
-        for r in rows
-        if r["rule_version_id"] in opened or any(v == r["rule_version_id"] for v, _ in rules.values())
-    ]
-    states = [_utc_state(s) for s in states]
+    fields = explaining.AllowanceState.__slots__
+    states = [_utc_state(explaining.AllowanceState(**{k: r[k] for k in fields})) for r in rows]
     return explaining.explain(holder, list(rules.values()), when, states, point_code)
 
 
