@@ -32,6 +32,15 @@ def luhn_digit(body: str) -> int:
     return (10 - total % 10) % 10
 
 
+# Registrars and citizens type Arabic-Indic (٠١٢…) or Persian (۰۱۲…) digits as often as ASCII ones.
+_TO_ASCII = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
+
+
+def normalise(value: str) -> str:
+    """ASCII digits for any Arabic-Indic or Persian digits, surrounding spaces removed."""
+    return value.strip().translate(_TO_ASCII)
+
+
 def problem(national_id: str, governorate_count: int = 14) -> str | None:
     """Why ``national_id`` is not valid, or ``None``. Cheap enough for millions of import rows."""
     if len(national_id) != LENGTH or not _DIGITS.issuperset(national_id):

@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from card_backend.family.schemas import NationalIdIn
+
 
 class HolderType(StrEnum):
     FAMILY = "family"
@@ -42,7 +44,7 @@ class CitizenLostReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     serial: str = Field(min_length=4, max_length=32)
-    national_id: str = Field(min_length=11, max_length=11)
+    national_id: NationalIdIn = Field(min_length=11, max_length=11)
 
 
 class CardOut(BaseModel):

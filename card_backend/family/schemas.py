@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from card_backend import nationalid
+
+# A national ID as typed: Arabic-Indic digits become ASCII before the rule (nationalid.py) is checked.
+NationalIdIn = Annotated[str, BeforeValidator(lambda v: nationalid.normalise(v) if isinstance(v, str) else v)]
 
 
 class Sex(StrEnum):
@@ -34,7 +39,7 @@ class EventKind(StrEnum):
 class PersonIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    national_id: str = Field(min_length=1, max_length=20, examples=["01000000018"])
+    national_id: NationalIdIn = Field(min_length=1, max_length=20, examples=["01000000018"])
     first_name_ar: str = Field(min_length=1, max_length=60)
     last_name_ar: str = Field(min_length=1, max_length=60)
     first_name_en: str = Field(default="", max_length=60)

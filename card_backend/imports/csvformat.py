@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TextIO
 
+from card_backend.nationalid import normalise as normalise_national_id
 from card_backend.nationalid import problem as national_id_problem
 
 COLUMNS: tuple[str, ...] = (
@@ -112,6 +113,8 @@ class FamilyParser:
         """All rules of one row; the happy path is a handful of comparisons (millions of rows)."""
         errors: list[RowError] = []
         book, gov, nid, bd = v[0], v[1], v[4], v[9]
+        if not nid.isascii():
+            nid = v[4] = normalise_national_id(nid)
         if not _BOOK.match(book):
             errors.append(RowError(line, "book_number", "required: letters, digits, - or /, at most 32"))
         if gov not in self.governorates:

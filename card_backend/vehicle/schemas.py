@@ -6,6 +6,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from card_backend.family.schemas import NationalIdIn
+
 
 class VehicleKind(StrEnum):
     PRIVATE = "private"
@@ -34,7 +36,7 @@ class VehicleCreate(BaseModel):
     engine_cc: int = Field(ge=49, le=30000)
     model_year: int = Field(ge=1900, le=2100)
     owner_person_id: int | None = None
-    owner_national_id: str | None = Field(default=None, max_length=20)
+    owner_national_id: NationalIdIn | None = Field(default=None, max_length=20)
 
     @model_validator(mode="after")
     def _one_owner_key(self) -> VehicleCreate:

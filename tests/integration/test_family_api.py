@@ -227,3 +227,14 @@ def test_auditor_and_supervisor_read_but_cannot_write(client, auth):
     assert client.get(f"/api/v1/families/{fam['id']}").status_code == 401
     admin = auth(Role.ADMIN)
     assert client.post("/api/v1/families", json=family_body(), headers=admin).status_code == 201
+
+
+def test_national_ids_typed_in_arabic_digits_are_stored_in_ascii(client, auth):
+    reg = auth(Role.REGISTRAR)
+    body = family_body()
+    ascii_id = body["members"][1]["national_id"]
+    body["members"][1]["national_id"] = ascii_id.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    fam = client.post("/api/v1/families", json=body, headers=reg).json()
+    assert fam["members"][1]["national_id"] == ascii_id
+    found = client.get(f"/api/v1/persons/by-national-id/{ascii_id}", headers=reg)
+    assert found.status_code == 200

@@ -49,3 +49,10 @@ def test_governorate_count_follows_settings():
 def test_check_digit_is_the_standard_luhn_digit():
     assert nationalid.luhn_digit("7992739871") == 3  # the textbook example 79927398713
     assert nationalid.luhn_digit("0000000000") == 0
+
+
+def test_arabic_indic_digits_are_normalised_before_the_rule():
+    ascii_id = nationalid.make(2, 345)
+    arabic = ascii_id.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    assert nationalid.problem(arabic) is not None
+    assert nationalid.normalise(f" {arabic} ") == ascii_id
