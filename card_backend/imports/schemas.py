@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 
-class ImportError_(BaseModel):
+class ImportRowError(BaseModel):
     line: int
     field: str
     reason: str
@@ -22,5 +22,5 @@ class ImportReport(BaseModel):
     families_skipped: int = 0
     error_count: int = 0
     errors_shown: int = 0
-    errors: list[ImportError_] = []
+    errors: list[ImportRowError] = []
     seconds: float = 0.0

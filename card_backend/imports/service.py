@@ -29,7 +29,7 @@ from card_backend.config import Settings
 from card_backend.errors import ImportRejected
 from card_backend.imports.csvformat import FamilyGroup, FamilyParser, FamilyTuple, PersonTuple, RowError
 from card_backend.imports.direct import DirectLoad
-from card_backend.imports.schemas import ImportError_, ImportReport
+from card_backend.imports.schemas import ImportReport, ImportRowError
 from card_backend.imports.staging import Staging
 
 MAX_REPORTED = 1000
@@ -162,7 +162,7 @@ class _Run:
             persons_read=self.parser.persons_read,
             error_count=self.errors.count + extra_count,
             errors_shown=len(shown),
-            errors=[ImportError_(line=e.line, field=e.field, reason=e.reason) for e in shown],
+            errors=[ImportRowError(line=e.line, field=e.field, reason=e.reason) for e in shown],
         )
 
 
