@@ -156,3 +156,39 @@ def test_carry_over_up_to_the_cap_and_points_at_the_next_period(
 def test_period_key_names_the_first_day() -> None:
     assert at_of("2026-11") == datetime(2026, 11, 1, tzinfo=at_of("2026-11").tzinfo)
     assert at_of("2026-11-18").day == 18
+
+
+def test_age_predicates_and_person_holders_read_members_ages(session_factory: sessionmaker[Session]) -> None:
+    """Rules that look at ages make opening read birth dates: persons and counted members."""
+    setup(session_factory)
+    milk = Rule.model_validate(
+        {
+            "code": "milk_infant",
+            "product": "sugar",
+            "holder_type": "person",
+            "eligibility": {"members_aged": {"min_age": 0, "max_age": 10}},
+            "amount": {"base_qty": 500},
+            "period": {"kind": "month"},
+            "tiers": [{"name": "subsidised", "price_minor": 100}],
+            "effective_from": "2026-01-01",
+        }
+    )
+    school = Rule.model_validate(
+        {
+            "code": "rice_children",
+            "product": "rice",
+            "holder_type": "family",
+            "eligibility": {"members_aged": {"min_age": 0, "max_age": 17}},
+            "amount": {"per_member_qty": 250, "member_ages": {"min_age": 0, "max_age": 17}},
+            "period": {"kind": "month"},
+            "tiers": [{"name": "subsidised", "price_minor": 400}],
+            "effective_from": "2026-01-01",
+        }
+    )
+    with session_factory.begin() as s:
+        open_period(s, at=NOV, rules=[(901, milk), (902, school)])
+    with session_factory() as s:
+        # born 2020 (family 3, person 10) is 6 in November 2026; born 2015 (family 2, person 7) is 11
+        assert set(rows(s, "sugar")) == {10}
+        # family 2: members born 2010 and 2015 are under 18; family 3: 2020; family 4: 2010
+        assert {h: r["base_qty"] for h, r in rows(s, "rice").items()} == {2: 500, 3: 250, 4: 250}

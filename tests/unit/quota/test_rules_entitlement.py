@@ -182,3 +182,12 @@ def test_rules_outside_their_effective_dates_or_season_are_not_computed() -> Non
     current = rule(code="current")
     res = entitlement.compute([later, ended, summer, current], {"vehicle": vehicles()}, AT)
     assert [r.rule.code for r in res] == ["current"]
+
+
+def test_nth_vehicle_ranks_cars_within_their_family_by_id() -> None:
+    from quota.population import nth_in_group, positions
+
+    families = np.array([7, 3, 7, 7, 3], dtype=np.int64)
+    ids = np.array([50, 11, 12, 90, 40], dtype=np.int64)
+    assert nth_in_group(families, ids).tolist() == [2, 1, 1, 3, 2]
+    assert positions(np.array([2, 5, 9]), np.array([9, 4, 2])).tolist() == [2, -1, 0]

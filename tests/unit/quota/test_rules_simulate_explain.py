@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from quota.domain import explain as ex
-from quota.domain.eligibility import VEHICLE_KINDS, HolderColumns
-from quota.domain.rules import Rule, rules_from_yaml, ruleset_from_yaml
+from quota.domain.eligibility import HolderColumns
+from quota.domain.rules import VEHICLE_KINDS, Rule, rules_from_yaml, ruleset_from_yaml
 from quota.domain.simulate import ProductPrice, difference, simulate
 
 AT = datetime(2026, 11, 18, 12, tzinfo=UTC)
