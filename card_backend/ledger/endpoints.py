@@ -49,6 +49,7 @@ Supervisor = Annotated[Principal, Depends(require_roles(Role.SUPERVISOR))]
 Granter = Annotated[Principal, Depends(require_roles(Role.REGISTRAR))]
 Auditor = Annotated[Principal, Depends(require_roles(Role.AUDITOR))]
 Reader = Annotated[Principal, Depends(require_roles(*READERS))]
+QuotaReader = Annotated[Principal, Depends(require_roles(*READERS, Role.DEVICE))]
 
 
 def get_ledger(request: Request) -> LedgerService:
@@ -126,7 +127,7 @@ async def redeem_batch(body: RedemptionBatchIn, principal: Redeemer, ledger: Led
 
 
 @router.get("/cards/{serial}/quota", response_model=QuotaOut)
-def card_quota(serial: str, _: Reader, ledger: LedgerDep) -> QuotaOut:
+def card_quota(serial: str, _: QuotaReader, ledger: LedgerDep) -> QuotaOut:
     """What the card may still draw per product, with the period end and the next possible time."""
     lines = ledger.quota_for_card(serial)
     if lines is None:
