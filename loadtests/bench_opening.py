@@ -114,7 +114,11 @@ def main() -> None:
     with factory.begin() as s:
         report = opening.open_period(s, at=AT, rules=versions, governorates=SYRIA_GOVERNORATES)
     total = time.perf_counter() - t
-    print(f"# opened {report.rows} allowances for {len(report.opened)} rules")
+    print(
+        f"# opened {report.rows} allowances for {len(report.opened)} rules: "
+        f"population read {report.read_s:.2f} s, bulk load {report.load_s:.2f} s, "
+        f"commit {total - report.seconds:.2f} s"
+    )
     print(f"bench open_period_{label} {total:.2f} s")
 
     with engine.connect() as conn:
@@ -132,6 +136,7 @@ def main() -> None:
         f"sugar subsidy {totals['sugar'].subsidy_minor} minor"
     )
     print(f"bench simulate_{label} {compute:.2f} s")
+    print(f"bench population_read_{label} {read:.2f} s")
     engine.dispose()
 
 
