@@ -11,7 +11,9 @@ HTTP SMS-gateway sender.
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +27,7 @@ from quota import message_repository as message_repo
 from quota import seal_repository as seal_repo
 from quota.redemption import utcnow
 
+log = logging.getLogger(__name__)
 DEBIT_KINDS = ("redeem", "post", "reverse", "topup")
 _ARABIC_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 _UNITS = {"ml": ("L", "ل"), "g": ("kg", "كغ"), "piece": ("pc", "قطعة"), "bundle": ("bundle", "ربطة")}
@@ -67,6 +70,14 @@ class HttpSmsSender:
 
     def send(self, recipient: str, text: str) -> None:
         self.client.post(self.url, json={"to": recipient, "text": text}).raise_for_status()
+
+
+def make_sender(gateway_url: str | None = None, gateway_token: str | None = None,
+                outbox_path: Path | None = None) -> Sender:
+    """The HTTP SMS gateway when a URL is configured, else the console/file sender."""
+    if gateway_url:
+        return HttpSmsSender(gateway_url, gateway_token)
+    return ConsoleSender(outbox_path)
 
 
 def _qty(quantity: int, unit: str, per: int) -> tuple[str, str]:
@@ -163,3 +174,12 @@ class Notifier:
         queued = self.collect()
         sent, failed = self.deliver()
         return queued, sent, failed
+
+    def run_forever(self, stop: threading.Event, interval_s: float = 1.0) -> None:
+        """The sender job: collect and deliver every ``interval_s`` until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # a database hiccup must not end the job; the next round retries
+                log.exception("message round failed")
+            stop.wait(interval_s)

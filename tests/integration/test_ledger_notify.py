@@ -68,3 +68,45 @@ def test_messages_queued_once_per_debit_and_delivered_after_an_outage(engine: En
     assert debit.entry_id[:8].upper() in first[1]
     assert "20 L Diesel at Outlet 2" in sender.sent[1][1]
     assert "credited back 1.5 kg" in sender.sent[2][1]
+
+
+def test_http_gateway_sender_retries_until_the_gateway_answers(engine: Engine) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from quota.notify import HttpSmsSender, make_sender
+
+    received: list[dict[str, str]] = []
+    status = [503]
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if status[0] == 200:
+                received.append(body)
+            self.send_response(status[0])
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        pop = seed(engine)
+        terms = StaticTerms(TERMS)
+        with GroupCommitEngine(engine, terms, clock=lambda: NOW) as eng:
+            LedgerService(engine, terms, eng).redeem(
+                Redemption(str(uuid.uuid4()), pop.family_card[3], "sugar", 250, "P2"))
+        sender = make_sender(f"http://127.0.0.1:{server.server_port}/sms")
+        assert isinstance(sender, HttpSmsSender)
+        clock = [NOW]
+        notifier = Notifier(engine, sender, clock=lambda: clock[0])
+        assert notifier.run_once() == (1, 0, 1)  # gateway answers 503: kept, retried later
+        status[0] = 200
+        clock[0] = NOW + timedelta(minutes=5)
+        assert notifier.run_once() == (0, 1, 0)
+        assert received[0]["to"] == "+963900000003" and "0.25 kg Sugar at Outlet 2" in received[0]["text"]
+    finally:
+        server.shutdown()
