@@ -72,17 +72,6 @@ def at_of(period_key: str, tz: ZoneInfo = UTC) -> datetime:
     return datetime(parts[0], parts[1], parts[2], tzinfo=tz)
 
 
-def governorates_in(conn: Connection) -> tuple[str, ...]:
-    """The governorates present in the registry (when the deployment gives no list)."""
-    from card_backend.family.models import Family
-    from card_backend.vehicle.models import Vehicle
-
-    names = set(conn.scalars(select(Family.governorate).distinct())) | set(
-        conn.scalars(select(Vehicle.governorate).distinct())
-    )
-    return tuple(sorted(names))
-
-
 @dataclass
 class _Points:
     """Points credited per (holder type, points product): holder ids and amounts, summed at the end."""
@@ -135,7 +124,7 @@ def open_period(
     version_of = {r.code: vid for vid, r in chosen}
     prices = {p.code: p.price_per_qty for p in session.scalars(select(Product))}
     if populations is None:
-        govs = governorates or governorates_in(conn)
+        govs = governorates or population.governorates_in(conn)
         plain = [r for _, r in chosen]
         types = {r.holder_type for r in plain}
         populations = population.load(conn, types, day, govs, ages=entitlement.needs_member_ages(plain))

@@ -54,6 +54,12 @@ def int_columns(
     return [table[:, i].copy() for i in range(ncols)]
 
 
+def governorates_in(conn: Connection) -> tuple[str, ...]:
+    """The governorates present in the registry, for a deployment that configures no list."""
+    rows = conn.execute(text("SELECT governorate FROM families UNION SELECT governorate FROM vehicles"))
+    return tuple(sorted(str(g) for (g,) in rows))
+
+
 def _gov_code(column: str, governorates: tuple[str, ...]) -> str:
     """SQL giving a governorate's 0-based position in the list (unknown: len(list))."""
     cases = " ".join(
