@@ -122,6 +122,9 @@ def open_period(
     conn = session.connection()
     chosen = list(rules) if rules is not None else rules_repository.current(session, day)
     version_of = {r.code: vid for vid, r in chosen}
+    # Points go to the allowance of the points product's own rule when there is one (its terms then
+    # govern spending); otherwise they carry the version of the rule that converted them.
+    points_rule = {(r.holder_type, r.product): vid for vid, r in chosen}
     prices = {p.code: p.price_per_qty for p in session.scalars(select(Product))}
     if populations is None:
         govs = governorates or population.governorates_in(conn)
@@ -170,9 +173,8 @@ def open_period(
             fresh.append(rows)
         pts = roll.points[keep] if roll is not None else np.zeros(0, np.int64)
         if pts.any():
-            acc = points.setdefault(
-                (rule.holder_type, rule.unused.points_product), _Points(rows.rule_version_id)
-            )
+            key = (rule.holder_type, rule.unused.points_product)
+            acc = points.setdefault(key, _Points(points_rule.get(key, rows.rule_version_id)))
             acc.ids.append(rows.holder_ids)
             acc.points.append(pts)
         opened = OpenedRule(
