@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from quota.domain import amounts, batches, entitlement
@@ -20,6 +20,35 @@ from quota.domain.eligibility import HolderColumns
 from quota.domain.periods import UTC, window
 from quota.domain.rules import Rule
 from quota.domain.terms import BatchRelease
+
+
+class AllowanceLike(Protocol):
+    """What explain reads of an allowance row: ``AllowanceState`` below or the ledger's own state."""
+
+    @property
+    def product_code(self) -> str: ...
+    @property
+    def rule_version_id(self) -> int: ...
+    @property
+    def period_start(self) -> datetime: ...
+    @property
+    def period_end(self) -> datetime | None: ...
+    @property
+    def granted_qty(self) -> int: ...
+    @property
+    def used_qty(self) -> int: ...
+    @property
+    def held_qty(self) -> int: ...
+    @property
+    def carried_qty(self) -> int: ...
+    @property
+    def topup_qty(self) -> int: ...
+    @property
+    def last_redeemed_at(self) -> datetime | None: ...
+    @property
+    def home_point_code(self) -> str | None: ...
+    @property
+    def binding_changes(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +78,16 @@ def _batch(b: BatchRelease) -> dict[str, Any]:
     return {"offset_days": b.offset_days, "qty": b.qty, "catch_up": b.catch_up}
 
 
-def _meters(rule: Rule, row: AllowanceState, at: datetime, point_code: str | None) -> dict[str, Any]:
+def _meters(rule: Rule, row: AllowanceLike, at: datetime, point_code: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "rule_version_id": row.rule_version_id,
         "period_start": row.period_start.isoformat(),
         "period_end": row.period_end.isoformat() if row.period_end else None,
-        "granted_qty": row.granted_qty, "used_qty": row.used_qty, "held_qty": row.held_qty,
-        "carried_qty": row.carried_qty, "topup_qty": row.topup_qty,
+        "granted_qty": row.granted_qty,
+        "used_qty": row.used_qty,
+        "held_qty": row.held_qty,
+        "carried_qty": row.carried_qty,
+        "topup_qty": row.topup_qty,
         "remaining_qty": row.granted_qty - row.used_qty - row.held_qty,
     }
     if rule.fill_cap_qty is not None:
@@ -74,7 +106,8 @@ def _meters(rule: Rule, row: AllowanceState, at: datetime, point_code: str | Non
             "changes_used": row.binding_changes,
             "max_changes": rule.binding_max_changes,
             "point_code": point_code,
-            "point_ok": None if point_code is None or row.home_point_code is None
+            "point_ok": None
+            if point_code is None or row.home_point_code is None
             else point_code == row.home_point_code,
         }
     if rule.batches:
@@ -95,7 +128,7 @@ def explain(
     holder: HolderColumns,
     rules: Sequence[tuple[int, Rule]],
     at: datetime,
-    allowances: Sequence[AllowanceState] = (),
+    allowances: Sequence[AllowanceLike] = (),
     point_code: str | None = None,
     tz: ZoneInfo = UTC,
 ) -> list[dict[str, Any]]:
@@ -113,8 +146,12 @@ def explain(
     rows = {a.product_code: a for a in allowances}
     out: list[dict[str, Any]] = []
     for rule in entitlement.ordered([r for _, r in mine]):
-        entry: dict[str, Any] = {"rule": rule.code, "rule_version_id": version_of[rule.code],
-                                 "product": rule.product, "holder_type": rule.holder_type}
+        entry: dict[str, Any] = {
+            "rule": rule.code,
+            "rule_version_id": version_of[rule.code],
+            "product": rule.product,
+            "holder_type": rule.holder_type,
+        }
         res = computed.get(rule.code)
         if res is None:
             in_effect = rule.in_effect(at.astimezone(tz).date())
@@ -122,11 +159,21 @@ def explain(
             entry["reason"] = "not in effect" if not in_effect else "outside the period (season)"
             out.append(entry)
             continue
-        entry["period"] = {"kind": rule.period.kind, "days": rule.period.days,
-                           "start": res.window.start.isoformat(),
-                           "end": res.window.end.isoformat() if res.window.end else None}
-        entry["predicates"] = [{"name": p.name, "required": p.required, "value": _value(p.values[0]),
-                                "passed": bool(p.passed[0])} for p in res.predicates]
+        entry["period"] = {
+            "kind": rule.period.kind,
+            "days": rule.period.days,
+            "start": res.window.start.isoformat(),
+            "end": res.window.end.isoformat() if res.window.end else None,
+        }
+        entry["predicates"] = [
+            {
+                "name": p.name,
+                "required": p.required,
+                "value": _value(p.values[0]),
+                "passed": bool(p.passed[0]),
+            }
+            for p in res.predicates
+        ]
         entry["matched"] = bool(res.matched[0])
         if res.shadowed[0]:
             entry["shadowed_by"] = taken_by.get(rule.product)
@@ -135,9 +182,10 @@ def explain(
         entry["amount"] = amounts.describe(rule.amount, res.parts)
         entry["base_qty"] = int(res.base_qty[0])
         entry["granted_qty"] = int(res.granted_qty[0])
-        entry["tiers"] = [{"name": t.name, "price_minor": t.price_minor,
-                           "qty": int(res.base_qty[0]) if i == 0 else t.qty}
-                          for i, t in enumerate(rule.tiers)]
+        entry["tiers"] = [
+            {"name": t.name, "price_minor": t.price_minor, "qty": int(res.base_qty[0]) if i == 0 else t.qty}
+            for i, t in enumerate(rule.tiers)
+        ]
         entry["applies"] = bool(res.allotted[0])
         if entry["applies"] and rule.unused.policy != "expire":
             entry["unused"] = rule.unused.model_dump()
