@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from quota.domain.rules import ProductSpec, Rule, rule_from_body
+from quota.domain.rules import ProductSpec, Rule, RuleSet, rule_from_body, ruleset_from_yaml
 from quota.domain.simulate import ProductPrice
 from quota.models import Product, RuleVersion
 
@@ -93,3 +94,28 @@ def current(session: Session, on: date) -> list[tuple[int, Rule]]:
 def by_ids(session: Session, ids: Sequence[int]) -> dict[int, Rule]:
     rows = session.scalars(select(RuleVersion).where(RuleVersion.id.in_(list(ids))))
     return {row.id: rule_from_body(row.body) for row in rows}
+
+
+def install(session: Session, ruleset: RuleSet, actor: str) -> tuple[int, int]:
+    """Load a rule file (the demo, a ministry's set): missing products are added, and a rule whose
+    body differs from its newest version gets a new version. Repeating it changes nothing.
+    Returns (products added, rule versions added)."""
+    products = 0
+    for spec in ruleset.products:
+        if get_product(session, spec.code) is None:
+            add_product(session, spec)
+            products += 1
+    newest = {v.code: v.body for v in latest_versions(session)}
+    added = 0
+    for rule in ruleset.rules:
+        if newest.get(rule.code) != rule.model_dump(mode="json"):
+            add_version(session, rule, actor)
+            added += 1
+    return products, added
+
+
+def install_demo(session: Session, actor: str = "demo") -> tuple[int, int]:
+    """The demo rule set shipped in ``quota/rulesets/demo.yaml`` (RULES.md figures)."""
+    return install(
+        session, ruleset_from_yaml((Path(__file__).parent / "rulesets" / "demo.yaml").read_text()), actor
+    )

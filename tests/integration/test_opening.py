@@ -192,3 +192,13 @@ def test_age_predicates_and_person_holders_read_members_ages(session_factory: se
         assert set(rows(s, "sugar")) == {10}
         # family 2: members born 2010 and 2015 are under 18; family 3: 2020; family 4: 2010
         assert {h: r["base_qty"] for h, r in rows(s, "rice").items()} == {2: 500, 3: 250, 4: 250}
+
+
+def test_installing_the_demo_rule_set_twice_adds_nothing_the_second_time(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory.begin() as s:
+        products, versions = rules_repository.install_demo(s)
+    assert products == 8 and versions == 12
+    with session_factory.begin() as s:
+        assert rules_repository.install_demo(s) == (0, 0)
