@@ -49,6 +49,10 @@ class HolderNotFound(NotFound):
     code = "holder_not_found"
 
 
+class InvalidPeriodKey(InvalidInput):
+    code = "invalid_period_key"
+
+
 class NoSeason(InvalidInput):
     code = "no_batch_season"
 
@@ -169,6 +173,11 @@ def open_period(
     session: Session, settings: Settings, at: datetime | None, period_key: str | None, actor: str
 ) -> opening.OpeningReport:
     when = None if period_key else _now(at)
+    if period_key:
+        try:
+            opening.at_of(period_key)
+        except ValueError as exc:
+            raise InvalidPeriodKey(str(exc)) from exc
     return opening.open_period(
         session, at=when, period_key=period_key, governorates=settings.governorates, opened_by=actor
     )

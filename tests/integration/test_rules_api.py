@@ -155,3 +155,14 @@ def test_unserved_report_lists_families_that_drew_no_heating_oil(
     assert r.status_code == 200, r.text
     assert r.json()["holder_ids"] == [2, 4]
     assert r.json()["period_start"].startswith("2025-10-15")
+
+
+def test_a_period_key_opens_from_its_first_day_and_a_bad_one_is_refused(
+    client: TestClient, auth: Auth
+) -> None:
+    admin = auth(Role.ADMIN)
+    load_demo(client, admin)
+    r = client.post("/api/v1/periods/open", json={"period_key": "2026-11"}, headers=admin)
+    assert r.status_code == 200 and r.json()["at"].startswith("2026-11-01")
+    bad = client.post("/api/v1/periods/open", json={"period_key": "2026-13"}, headers=admin)
+    assert bad.status_code == 422 and bad.json()["error"] == "invalid_period_key"
