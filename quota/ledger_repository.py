@@ -280,10 +280,14 @@ def entries_after(conn: Connection, seq: int, kinds: Sequence[str], limit: int) 
 
 
 def journal_used_by_allowance(conn: Connection) -> dict[int, int]:
-    """Sum of successful movements per allowance (invariant 2, for checks and reports)."""
+    """Sum of the successful debits and credits of ``used`` per allowance in its current window
+    (invariant 2). Top-ups move ``granted``, not ``used``; a rolling row counts from its window start."""
+    a = ALLOWANCES
     rows = conn.execute(
         select(JOURNAL.c.allowance_id, func.sum(JOURNAL.c.quantity_qty))
-        .where(JOURNAL.c.result == "ok", JOURNAL.c.allowance_id.is_not(None))
+        .join(a, a.c.id == JOURNAL.c.allowance_id)
+        .where(JOURNAL.c.result == "ok", JOURNAL.c.kind.in_(["redeem", "post", "reverse"]),
+               JOURNAL.c.created_at >= a.c.period_start)
         .group_by(JOURNAL.c.allowance_id)
     )
     return {int(a): int(q) for a, q in rows}

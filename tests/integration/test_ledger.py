@@ -198,6 +198,13 @@ def test_journal_sums_equal_used(world) -> None:
     svc, pop, db = world
     for f in (1, 2, 3):
         svc.redeem(Redemption(rid(), pop.family_card[f], "sugar", 700 * f, "P1"))
+    svc.topup(rid(), "family", 1, "sugar", 500, "travel", "user:reg")
+    hold = rid()
+    svc.hold(hold, pop.family_card[2], "diesel", 30_000, "P1")
+    svc.post(hold, 12_000)
+    debit = svc.redeem(Redemption(rid(), pop.family_card[3], "gas", 1, "P1"))
+    svc.redeem(Redemption(rid(), pop.family_card[3], "gas", 1, "P1", NOW + timedelta(days=30)))  # new window
+    assert debit.ok
     with db.connect() as conn:
         from quota.ledger_repository import journal_used_by_allowance
         sums = journal_used_by_allowance(conn)
