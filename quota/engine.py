@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 
 from quota import ledger_repository as repo
 from quota.redemption import Outcome, Redemption, TermsSource, resolve_group, utcnow
@@ -199,11 +198,12 @@ class GroupCommitEngine:
                 with conn.begin():
                     repo.begin_write(conn)
                     outcomes = resolve_group(conn, requests, self.terms_for, self.clock)
-            except DBAPIError as exc:
+            except repo.DATABASE_ERRORS as exc:
                 # A racing duplicate id, a serialisation failure or a lost connection: retry the group
                 # from scratch (nothing of it was committed), then give up and tell every caller.
                 if attempt < self.max_attempts:
-                    log.warning("group of %d failed (attempt %d): %s", len(group), attempt, exc.orig)
+                    cause = getattr(exc, "orig", exc)
+                    log.warning("group of %d failed (attempt %d): %s", len(group), attempt, cause)
                     time.sleep(0.001 * attempt)
                     continue
                 for pending in group:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import psycopg
 from sqlalchemy import (
     Connection,
     DateTime,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
 from quota import ledger_pg as pg
 from quota.domain.decide import AllowanceState
@@ -58,6 +60,11 @@ STATE_COLUMNS = (
     "binding_changes",
 )
 HolderKey = tuple[str, int, str]
+
+
+# What a group retries on: SQLAlchemy's wrapped driver errors, and psycopg's own (the PostgreSQL group
+# statements run on the raw driver connection, see ``quota.ledger_pg``).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, psycopg.Error)
 
 
 def utc(value: datetime | None) -> datetime | None:

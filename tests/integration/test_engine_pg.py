@@ -105,3 +105,17 @@ def test_two_members_at_two_points_draw_one_family_allowance_concurrently(pg_eng
         results = run([eng], requests)
     assert sum(o.ok for _, o in results) == 50  # 5000 granted / 100
     check_invariants(pg_engine, results)
+
+
+def test_the_same_new_id_racing_in_two_engines_is_applied_once(pg_engine: Engine) -> None:
+    """No allowance row serialises these (the card is unknown): the unique entry id does, and the
+    losing group is retried and answers from the journal."""
+    seed(pg_engine, families=1)
+    terms = StaticTerms(TERMS)
+    request = Redemption(str(uuid.uuid4()), "NO-SUCH-CARD", "sugar", 100, "P1")
+    with GroupCommitEngine(pg_engine, terms, writers=3, clock=lambda: NOW) as a, \
+            GroupCommitEngine(pg_engine, terms, writers=3, clock=lambda: NOW) as b:
+        results = run([a, b], [request] * WORKERS)
+    assert {o.result for _, o in results} == {"card_unknown"}
+    assert sum(not o.replayed for _, o in results) == 1
+    check_invariants(pg_engine, results)
