@@ -6,8 +6,9 @@ local threads = {}
 local path = os.getenv("PATH_") or "/api/v1/redemptions"
 local token = os.getenv("TOKEN") or ""
 local cards = tonumber(os.getenv("CARDS") or "1000000")
+local card_fmt = os.getenv("CARD_FMT") or "C%08d"
 local product = os.getenv("PRODUCT") or "gasoline"
-local point = os.getenv("POINT") or "P0001"
+local point = os.getenv("POINT") or "P0"
 local qty = tonumber(os.getenv("QTY") or "1000")
 local delay_ms = tonumber(os.getenv("DELAY_MS") or "0")
 
@@ -27,10 +28,18 @@ function request()
   counter = counter + 1
   local id = string.format("%08x-%04x-4%03x-8%03x-%012x", math.random(0, 0x7fffffff), tid or 0,
     math.random(0, 0xfff), math.random(0, 0xfff), counter)
-  local card = string.format("SC%010d", math.random(1, cards))
+  local card = string.format(card_fmt, math.random(1, cards))
   local body = string.format('{"id":"%s","card_serial":"%s","product_code":"%s","quantity_qty":%d,"point_code":"%s"}',
     id, card, product, qty, point)
   return wrk.format(nil, path, nil, body)
+end
+
+local codes = {}
+function response(status, headers, body)
+  if status >= 300 then
+    codes[status] = (codes[status] or 0) + 1
+    if os.getenv("SHOW_ERRORS") and (codes[status] or 0) <= 2 then io.write(status .. " " .. body .. "\n") end
+  end
 end
 
 function delay()
