@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from card_backend.card.models import Card
 from card_backend.family.models import Exclusion, Family, Person
+from card_backend.family.repository import flush_unique
 from card_backend.vehicle.models import Vehicle
 
 
@@ -33,15 +33,9 @@ class CardRepository:
         return self.session.scalars(stmt.order_by(Card.id)).all()
 
     def add(self, card: Card) -> Card | None:
-        """Insert in a savepoint; ``None`` when a unique index refused it (serial, or a second active card
-        for the holder written by a concurrent request), so the service can name the rule."""
-        try:
-            with self.session.begin_nested():
-                self.session.add(card)
-                self.session.flush()
-        except IntegrityError:
-            return None
-        return card
+        """``None`` when a unique index refused it (a serial, or a second active card for the holder
+        written by a concurrent request)."""
+        return card if flush_unique(self.session, card) else None
 
     def family(self, family_id: int) -> Family | None:
         return self.session.get(Family, family_id)

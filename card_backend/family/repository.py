@@ -7,9 +7,30 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from card_backend.family.models import Exclusion, Family, FamilyEvent, Person
+
+
+def flush_unique(session: Session, obj: object) -> bool:
+    """Insert ``obj``; ``False`` when a unique index refused it, so the service can name the rule.
+
+    Only a concurrent request can get past a service's own duplicate check, and only PostgreSQL runs
+    requests concurrently: there the insert goes in a SAVEPOINT. SQLite serialises writers, and with
+    pysqlite a SAVEPOINT opened before any write would commit on release, so it is not used there.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        session.add(obj)
+        session.flush()
+        return True
+    try:
+        with session.begin_nested():
+            session.add(obj)
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
 
 
 class FamilyRepository:
@@ -35,15 +56,11 @@ class FamilyRepository:
             stmt = stmt.where(Family.book_number == book_number)
         return self.session.scalars(stmt).all()
 
-    def add_family(self, family: Family) -> Family:
-        self.session.add(family)
-        self.session.flush()
-        return family
+    def add_family(self, family: Family) -> Family | None:
+        return family if flush_unique(self.session, family) else None
 
-    def add_person(self, person: Person) -> Person:
-        self.session.add(person)
-        self.session.flush()
-        return person
+    def add_person(self, person: Person) -> Person | None:
+        return person if flush_unique(self.session, person) else None
 
     def person(self, person_id: int) -> Person | None:
         return self.session.get(Person, person_id)

@@ -111,6 +111,21 @@ def _new_person(family_id: int, p: PersonIn) -> Person:
     )
 
 
+def _add_family(repo: FamilyRepository, family: Family) -> Family:
+    """A concurrent request may register the same book number between our check and our insert."""
+    added = repo.add_family(family)
+    if added is None:
+        raise DuplicateFamilyBook({"book_number": family.book_number, "reason": "registered concurrently"})
+    return added
+
+
+def _add_person(repo: FamilyRepository, person: Person) -> Person:
+    added = repo.add_person(person)
+    if added is None:
+        raise DuplicateNationalId({"national_id": person.national_id, "reason": "registered concurrently"})
+    return added
+
+
 def _family(repo: FamilyRepository, family_id: int) -> Family:
     family = repo.get(family_id, for_update=True)
     if family is None:
@@ -154,7 +169,8 @@ def create(session: Session, settings: Settings, actor: str, body: FamilyCreate)
     if repo.by_book_number(body.book_number) is not None:
         raise DuplicateFamilyBook({"book_number": body.book_number})
     _check_people(repo, settings, body.members)
-    family = repo.add_family(
+    family = _add_family(
+        repo,
         Family(
             book_number=body.book_number,
             governorate=body.governorate,
@@ -162,9 +178,9 @@ def create(session: Session, settings: Settings, actor: str, body: FamilyCreate)
             phone=body.phone,
             email=body.email,
             status="active",
-        )
+        ),
     )
-    people = [repo.add_person(_new_person(family.id, m)) for m in body.members]
+    people = [_add_person(repo, _new_person(family.id, m)) for m in body.members]
     family.head_person_id = next(p.id for p in people if p.relation == Relation.HEAD.value)
     new = {
         "book_number": family.book_number,
@@ -202,7 +218,7 @@ def birth(session: Session, settings: Settings, actor: str, family_id: int, chil
     if child.relation == Relation.HEAD:
         raise FamilyNeedsOneHead({"reason": "a birth cannot add a second head"})
     _check_people(repo, settings, [child])
-    person = repo.add_person(_new_person(family.id, child))
+    person = _add_person(repo, _new_person(family.id, child))
     repo.record(family.id, EventKind.BIRTH.value, actor, _now(), None, person_snapshot(person))
     return view(session, family.id)
 
@@ -246,8 +262,9 @@ def split(
     target_governorate = governorates.check(settings, governorate or old_family.governorate)
     if repo.by_book_number(new_book_number) is not None:
         raise DuplicateFamilyBook({"book_number": new_book_number})
-    new_family = repo.add_family(
-        Family(book_number=new_book_number, governorate=target_governorate, address=address, status="active")
+    new_family = _add_family(
+        repo,
+        Family(book_number=new_book_number, governorate=target_governorate, address=address, status="active"),
     )
     before = {"family_id": old_family.id, "book_number": old_family.book_number, "relation": person.relation}
     after = {"family_id": new_family.id, "book_number": new_family.book_number, "relation": "head"}

@@ -4,9 +4,12 @@ registry tests (import them; they are plain functions)."""
 from __future__ import annotations
 
 import itertools
+import threading
 from datetime import date
 from typing import Any
 
+import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from card_backend import nationalid
@@ -238,3 +241,26 @@ def test_national_ids_typed_in_arabic_digits_are_stored_in_ascii(client, auth):
     assert fam["members"][1]["national_id"] == ascii_id
     found = client.get(f"/api/v1/persons/by-national-id/{ascii_id}", headers=reg)
     assert found.status_code == 200
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_concurrent_registrations_of_one_book_number_one_wins_the_rest_get_the_named_error(engine, app, auth):
+    """PostgreSQL: the unique index decides when both requests pass the service's own check."""
+    reg = auth(Role.REGISTRAR)
+    results: list[tuple[int, str]] = []
+    barrier = threading.Barrier(6)
+
+    def go() -> None:
+        with TestClient(app) as c:
+            body = family_body(book_number="RACE-BOOK")
+            barrier.wait()
+            r = c.post("/api/v1/families", json=body, headers=reg)
+            results.append((r.status_code, r.json().get("error", "")))
+
+    threads = [threading.Thread(target=go) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [(201, "")] + [(409, "duplicate_family_book")] * 5
+    assert counts(engine)["families"] == 1
