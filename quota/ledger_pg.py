@@ -125,3 +125,61 @@ def lock_stock(conn: Connection, pairs: list[tuple[str, str]]) -> list[tuple[Any
 def add_dispensed(conn: Connection, dispensed: list[tuple[str, str, int]]) -> None:
     doc = _doc([{"pt": p, "pr": q, "d": d} for p, q, d in dispensed])
     _raw(conn).execute(_ADD_DISPENSED, {"rows": doc})
+
+
+# Pipelined phases: a group costs three round trips plus the commit -------------------------------
+def read_phase(
+    conn: Connection, serials: list[str], codes: list[str]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Cards and points of a group, sent together."""
+    raw = _raw(conn)
+    with raw.pipeline():
+        cards_cur = raw.cursor()
+        cards_cur.execute(_CARDS, {"serials": _doc(serials)})
+        points_cur = raw.cursor()
+        points_cur.execute(_POINTS, {"codes": _doc(codes)})
+    return cards_cur.fetchall(), points_cur.fetchall()
+
+
+def lock_phase(
+    conn: Connection,
+    keys: list[tuple[str, int, str]],
+    now: datetime,
+    entry_ids: list[str],
+    pairs: list[tuple[str, str]],
+) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]], list[tuple[Any, ...]]]:
+    """Lock the allowances, then read stored entries and lock the stock rows, in one round trip.
+
+    The server runs them in order, so the entries are read after the locks are held: an id committed
+    by a group that held one of these rows is seen (a racing id on no shared row is caught by the
+    unique index and the group retried).
+    """
+    raw = _raw(conn)
+    with raw.pipeline():
+        lock_cur = raw.cursor()
+        if keys:
+            doc = _doc([{"t": t, "i": i, "p": p} for t, i, p in keys])
+            lock_cur.execute(_LOCK_ALLOWANCES, {"keys": doc, "now": now})
+        entries_cur = raw.cursor(row_factory=dict_row)
+        entries_cur.execute(_ENTRIES, {"ids": _doc(entry_ids)})
+        stock_cur = raw.cursor()
+        stock_cur.execute(_LOCK_STOCK, {"pairs": _doc([{"pt": p, "pr": q} for p, q in pairs])})
+    locked = lock_cur.fetchall() if keys else []
+    return locked, entries_cur.fetchall(), stock_cur.fetchall()
+
+
+def write_phase(
+    conn: Connection,
+    allowances: Sequence[Mapping[str, Any]],
+    journal: Sequence[Mapping[str, Any]],
+    dispensed: list[tuple[str, str, int]],
+) -> None:
+    """The group's UPDATE, INSERT and stock update, sent together."""
+    raw = _raw(conn)
+    with raw.pipeline():
+        if allowances:
+            raw.execute(_UPDATE_ALLOWANCES, {"doc": _doc(list(allowances))})
+        if journal:
+            raw.execute(_INSERT_JOURNAL, {"doc": _doc(list(journal))})
+        if dispensed:
+            raw.execute(_ADD_DISPENSED, {"rows": _doc([{"pt": p, "pr": q, "d": d} for p, q, d in dispensed])})

@@ -185,18 +185,20 @@ def lock_allowance(conn: Connection, allowance_id: int) -> AllowanceState | None
     return None if row is None else _state(row)
 
 
+def allowance_doc(s: AllowanceState) -> dict[str, Any]:
+    """The columns a decision may change, for the PostgreSQL group UPDATE."""
+    return {"id": s.id, "period_start": s.period_start, "period_end": s.period_end,
+            "granted_qty": s.granted_qty, "used_qty": s.used_qty, "held_qty": s.held_qty,
+            "carried_qty": s.carried_qty, "topup_qty": s.topup_qty, "last_redeemed_at": s.last_redeemed_at,
+            "home_point_code": s.home_point_code, "binding_changes": s.binding_changes}
+
+
 def write_allowances(conn: Connection, states: Sequence[AllowanceState]) -> None:
     """Write back decided rows: one statement for the whole group."""
     if not states:
         return
     if is_pg(conn):
-        pg.update_allowances(conn, [
-            {"id": s.id, "period_start": s.period_start, "period_end": s.period_end,
-             "granted_qty": s.granted_qty, "used_qty": s.used_qty, "held_qty": s.held_qty,
-             "carried_qty": s.carried_qty, "topup_qty": s.topup_qty, "last_redeemed_at": s.last_redeemed_at,
-             "home_point_code": s.home_point_code, "binding_changes": s.binding_changes}
-            for s in states
-        ])
+        pg.update_allowances(conn, [allowance_doc(s) for s in states])
         return
     names = [n for n in STATE_COLUMNS if n not in ("id", "holder_type", "holder_id", "product_code")]
     stmt = (
@@ -239,12 +241,12 @@ def find_entries(conn: Connection, entry_ids: Iterable[str]) -> dict[str, dict[s
     if not wanted:
         return {}
     if is_pg(conn):
-        return {row["entry_id"]: _entry(row) for row in pg.entries(conn, wanted)}
+        return {row["entry_id"]: entry_row(row) for row in pg.entries(conn, wanted)}
     rows = conn.execute(select(JOURNAL).where(JOURNAL.c.entry_id.in_(wanted))).mappings()
-    return {row["entry_id"]: _entry(row) for row in rows}
+    return {row["entry_id"]: entry_row(row) for row in rows}
 
 
-def _entry(row: Mapping[Any, Any]) -> dict[str, Any]:
+def entry_row(row: Mapping[Any, Any]) -> dict[str, Any]:
     entry = dict(row)
     entry["created_at"] = utc(entry["created_at"])
     return entry
@@ -262,7 +264,7 @@ def entries_between(conn: Connection, first_seq: int, last_seq: int | None = Non
     query = select(JOURNAL).where(JOURNAL.c.seq >= first_seq).order_by(JOURNAL.c.seq)
     if last_seq is not None:
         query = query.where(JOURNAL.c.seq <= last_seq)
-    return [_entry(row) for row in conn.execute(query).mappings()]
+    return [entry_row(row) for row in conn.execute(query).mappings()]
 
 
 def entries_page(conn: Connection, after_seq: int, upto_seq: int, limit: int) -> list[dict[str, Any]]:
@@ -273,7 +275,7 @@ def entries_page(conn: Connection, after_seq: int, upto_seq: int, limit: int) ->
         .order_by(JOURNAL.c.seq)
         .limit(limit)
     )
-    return [_entry(row) for row in conn.execute(query).mappings()]
+    return [entry_row(row) for row in conn.execute(query).mappings()]
 
 
 def entries_after(conn: Connection, seq: int, kinds: Sequence[str], limit: int) -> list[dict[str, Any]]:
@@ -283,7 +285,7 @@ def entries_after(conn: Connection, seq: int, kinds: Sequence[str], limit: int) 
         .order_by(JOURNAL.c.seq)
         .limit(limit)
     )
-    return [_entry(row) for row in conn.execute(query).mappings()]
+    return [entry_row(row) for row in conn.execute(query).mappings()]
 
 
 def journal_used_by_allowance(conn: Connection) -> dict[int, int]:
@@ -312,7 +314,7 @@ def family_draws(conn: Connection, family_id: int, limit: int) -> list[dict[str,
         ).columns(created_at=DateTime(timezone=True)),
         {"family": family_id, "limit": limit},
     ).mappings()
-    return [_entry(row) for row in rows]
+    return [entry_row(row) for row in rows]
 
 
 # Holds ------------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
+from quota import group_repository as group_repo
 from quota import ledger_repository as repo
-from quota import stock_repository as stock_repo
 from quota.domain.decide import AllowanceState, Result, decide_redeem, is_current
 from quota.domain.terms import Terms
 
@@ -140,16 +140,15 @@ def resolve_group(
     """Decide and write a group; the caller's transaction commits it."""
     group_now = clock()
     nows = [item.now or group_now for item in items]
-    cards = repo.find_cards(conn, (i.card_serial for i in items))
-    points = repo.find_points(conn, (i.point_code for i in items))
+    cards, points = group_repo.read(conn, [i.card_serial for i in items], [i.point_code for i in items])
     keys: list[repo.HolderKey] = []
     for item in items:
         card = cards.get(item.card_serial)
         if card is not None and card.state == "active":
             keys.extend(candidate_keys(card, item.product_code))
-    states: dict[repo.HolderKey, AllowanceState] = repo.lock_current_allowances(conn, keys, max(nows))
-    existing = repo.find_entries(conn, (i.entry_id for i in items))
-    stock = stock_repo.lock_stock(conn, ((i.point_code, i.product_code) for i in items))
+    states, existing, stock = group_repo.lock(
+        conn, keys, max(nows), [i.entry_id for i in items], [(i.point_code, i.product_code) for i in items]
+    )
     dispensed: dict[tuple[str, str], int] = defaultdict(int)
     changed: dict[int, AllowanceState] = {}
     rows: list[dict[str, Any]] = []
@@ -174,9 +173,7 @@ def resolve_group(
         existing[item.entry_id] = row
         rows.append(row)
         outcomes.append(outcome)
-    repo.write_allowances(conn, list(changed.values()))
-    repo.insert_entries(conn, rows)
-    stock_repo.add_dispensed(conn, dispensed)
+    group_repo.write(conn, list(changed.values()), rows, dispensed)
     return outcomes
 
 
