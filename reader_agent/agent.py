@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from reader_agent import protocol
-from reader_agent.apdu import CardError, CardInfo, CardRefusedError
+from reader_agent.apdu import BalanceRecord, CardError, CardInfo, CardRefusedError
 from reader_agent.card import CardApplication
 from reader_agent.client import BackendClient, BackendRefused, BackendUnavailable
 from reader_agent.offline import (
@@ -61,6 +61,7 @@ class Tap:
     online: bool
     quota: list[dict[str, Any]] = field(default_factory=list)
     balances: dict[str, Balance] = field(default_factory=dict)
+    records: dict[int, BalanceRecord] = field(default_factory=dict)  # as last read or written
 
     def close(self) -> None:
         self.transport.close()
@@ -160,10 +161,11 @@ class PointAgent:
             raise TapRefused(exc.code, exc.detail) from exc
         self.outbox.see_counter(tap.info.serial, answer.counter)
         tap.quota = list(verified["quota"])
+        tap.records = tap.card.read_balances()
         for cert in verified["balance_certificates"]:
-            self._write_balance(tap, bytes.fromhex(cert["certificate_hex"]))
+            self._write_balance(tap, tap.records, bytes.fromhex(cert["certificate_hex"]))
         tap.balances = genuine_balances(
-            self._key("certificate_public_key_pem"), tap.info.serial, tap.card.read_balances(), self.clock()
+            self._key("certificate_public_key_pem"), tap.info.serial, tap.records, self.clock()
         )
 
     def _tap_offline(self, tap: Tap) -> None:
@@ -185,19 +187,22 @@ class PointAgent:
         except LocalCheckFailed as exc:
             raise TapRefused(exc.code, str(exc)) from exc
         self.outbox.see_counter(tap.info.serial, answer.counter)
+        tap.records = tap.card.read_balances()
         tap.balances = genuine_balances(
-            self._key("certificate_public_key_pem"), tap.info.serial, tap.card.read_balances(), self.clock()
+            self._key("certificate_public_key_pem"), tap.info.serial, tap.records, self.clock()
         )
 
     @staticmethod
-    def _write_balance(tap: Tap, blob: bytes) -> None:
-        """Put a fresh certificate in the product's record (or a free one, or the oldest)."""
+    def _write_balance(tap: Tap, records: dict[int, BalanceRecord], blob: bytes) -> None:
+        """Put a fresh certificate in the product's record (or a free one, or the oldest).
+
+        `records` mirrors the card so a tap reads the eight records once, not once per certificate."""
         product = protocol.decode_balance_certificate(blob).product_code
-        records = tap.card.read_balances()
         same = [r for r, b in records.items() if b.decoded.product_code == product]
         free = [r for r in range(1, 9) if r not in records]
         target = (same or free or [min(records, key=lambda r: records[r].decoded.valid_until)])[0]
         tap.card.write_balance(target, blob)
+        records[target] = BalanceRecord(blob, protocol.decode_balance_certificate(blob), 0)
 
     # -- redeem ----------------------------------------------------------------------------
 
@@ -230,7 +235,7 @@ class PointAgent:
         if certificate:
             # If the card left just now the debit stands; the card keeps its older offline allowance.
             with contextlib.suppress(CardError):
-                self._write_balance(tap, bytes.fromhex(certificate["certificate_hex"]))
+                self._write_balance(tap, tap.records, bytes.fromhex(certificate["certificate_hex"]))
         return self._finish(
             tap,
             rid,

@@ -62,7 +62,8 @@ class PcscTransport:
         except NoCardException as exc:
             raise CardAbsentError(f"no card in {reader_name}") from exc
         except PYSCARD_ERRORS as exc:
-            raise CardRemovedError(f"cannot connect to the card in {reader_name}: {exc}") from exc
+            # Unpowered, just removed, mute: for whoever taps, there is no usable card in the reader.
+            raise CardAbsentError(f"cannot connect to the card in {reader_name}: {exc}") from exc
 
     @property
     def atr(self) -> bytes:

@@ -148,5 +148,15 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
         chunk = sock.recv(size - len(chunks))
         if not chunk:
             return None
+        _quick_ack(sock)
         chunks += chunk
     return bytes(chunks)
+
+
+def _quick_ack(sock: socket.socket) -> None:
+    """ACK at once. vpcd writes the length and the APDU separately with Nagle on, so a delayed ACK
+    here (Linux: 40 ms) would hold every APDU back; TCP_QUICKACK is not sticky, hence per read."""
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    if quickack is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)

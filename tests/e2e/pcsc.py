@@ -84,9 +84,19 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def _pcscd_answers() -> bool:
+    from reader_agent.reader import ReaderError, list_readers
+
+    try:
+        list_readers()
+    except ReaderError:
+        return False
+    return True
+
+
 def _running_pcscd_pid() -> int | None:
     try:
-        pid = int(PIDFILE.read_text().strip())
+        pid = int(PIDFILE.read_text().strip("\x00 \n\t"))
     except (OSError, ValueError):
         return None
     try:
@@ -187,9 +197,11 @@ class PcscHarness:
         self._lock_file = fd
 
     def _reuse_running_pcscd(self) -> bool:
-        """A pcscd already serving our readers (e.g. left by a killed run) is used as it is, never killed."""
-        if _running_pcscd_pid() is None:
-            return False
+        """A pcscd already serving our readers (e.g. left by a killed run) is used as it is, never killed.
+
+        Asking pcscd itself (not its pid file, which a failed second pcscd deletes on exit) tells
+        whether one is running.
+        """
         from reader_agent.reader import ReaderError, list_readers
 
         try:
@@ -202,6 +214,10 @@ class PcscHarness:
         """A pcscd we did not start holds the one socket; replace it only when allowed."""
         pid = _running_pcscd_pid()
         if pid is None:
+            if _pcscd_answers():
+                raise PcscUnavailableError(
+                    "a pcscd without a pid file answers on /run/pcscd/pcscd.comm without our readers; stop it"
+                )
             return
         if not self.takeover:
             raise PcscUnavailableError(
