@@ -11,6 +11,8 @@ event loop stays free; the same engine serves synchronous callers (CLI, tests, t
 endpoints (``await engine.redeem_async(...)`` wraps the future). On PostgreSQL several writers run,
 their groups locking allowance rows in id order so they never deadlock; on SQLite one writer runs.
 
+On PostgreSQL a group costs three pipelined round trips plus the commit (``quota.group_repository``).
+
 Bounds: the queue holds at most ``queue_limit`` requests (``EngineBusy`` beyond, so an overloaded
 server answers 503 instead of growing memory); a group holds at most ``max_items``; a group that fails
 on a transient database error is retried at most ``max_attempts`` times, then its callers get the error.
