@@ -69,12 +69,12 @@ def running_stack(pg_engine: Engine, cards: Cards, tmp_path: Path) -> Iterator[S
     backend = start_backend(app, pg_engine, tmp_path / "keys")
     password_hash = hash_password(PASSWORD)
     with make_session_factory(pg_engine).begin() as session:
-        for role in ("registrar", "clerk", "supervisor"):
+        for role in ("registrar", "clerk", "supervisor", "admin"):
             session.add(User(username=f"e2e-{role}", password_hash=password_hash, role=role, point_id=None))
     server = ServerThread(app).start()
     with TestClient(app) as api:
         staff = {}
-        for role in ("registrar", "clerk", "supervisor"):
+        for role in ("registrar", "clerk", "supervisor", "admin"):
             r = api.post("/api/v1/auth/token", data={"username": f"e2e-{role}", "password": PASSWORD})
             assert r.status_code == 200, r.text
             staff[role] = {"Authorization": f"Bearer {r.json()['access_token']}"}
