@@ -218,3 +218,23 @@ def test_headless_agent_runs_a_script_of_taps(pcsc: PcscHarness, stack: Stack, t
     assert [line["result"] for line in lines] == ["ok", "ok", "ok", "card_removed", "ok"]
     assert lines[2]["remaining_qty"] == 4300 and "تمت العملية" in lines[2]["receipt"]
     assert stack.quota(SERIAL)["used_qty"] == 700
+
+
+def test_backend_lost_between_tap_and_confirm_serves_the_signed_debit_offline_and_syncs_it(
+    pcsc: PcscHarness, stack: Stack
+) -> None:
+    stack.card(SERIAL)
+    stack.cards.insert(SERIAL, pcsc.reader(0))
+    agent = stack.agent("P1")
+    tap = agent.tap(_ready(pcsc))
+    try:
+        assert tap.online
+        stack.server.stop()
+        done = agent.redeem(tap, "sugar", 800)
+    finally:
+        tap.close()
+    assert (done.result, done.offline) == ("ok", True) and "OFFLINE" in done.receipt
+    assert agent.sync() == {}
+    stack.server.start()
+    assert agent.sync() == {"synced": 1}
+    assert stack.quota(SERIAL)["used_qty"] == 800
