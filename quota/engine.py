@@ -94,13 +94,15 @@ class GroupCommitEngine:
 
     # lifecycle ----------------------------------------------------------------------------------
     def start(self) -> GroupCommitEngine:
-        if self._running:
-            return self
-        self._running = True
-        for n in range(self.writers):
-            thread = threading.Thread(target=self._writer, name=f"ledger-writer-{n}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        """Start the writers (idempotent, safe from several threads)."""
+        with self._stats_lock:
+            if self._running:
+                return self
+            self._running = True
+            for n in range(self.writers):
+                thread = threading.Thread(target=self._writer, name=f"ledger-writer-{n}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
         return self
 
     def stop(self) -> None:

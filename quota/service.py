@@ -81,9 +81,10 @@ class LedgerService:
 
     # redemptions --------------------------------------------------------------------------------
     def group_engine(self) -> GroupCommitEngine:
+        """The group commit engine, started on first use (reads and holds never need it)."""
         if self.engine is None:
-            self.engine = GroupCommitEngine(self.db, self.terms_for, clock=self.clock).start()
-        return self.engine
+            self.engine = GroupCommitEngine(self.db, self.terms_for, clock=self.clock)
+        return self.engine.start()
 
     def redeem(self, request: Redemption) -> Outcome:
         return self.group_engine().redeem(request)

@@ -7,12 +7,15 @@ committed; the endpoint is ``async`` so a waiting redemption holds no worker thr
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 
 from card_backend.auth.deps import READERS, require_roles
 from card_backend.auth.principal import Principal, Role
@@ -41,7 +44,17 @@ from quota.ledger_repository import point_code_of
 from quota.redemption import Outcome, Redemption, RuleTerms
 from quota.service import LedgerService
 
-router = APIRouter(prefix="/api/v1", tags=["ledger"])
+
+@asynccontextmanager
+async def _ledger_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """On shutdown, let the engine finish the queued redemptions and close its connections."""
+    yield
+    ledger: LedgerService | None = getattr(app.state, "ledger", None)
+    if ledger is not None and ledger.engine is not None:
+        await asyncio.to_thread(ledger.engine.stop)
+
+
+router = APIRouter(prefix="/api/v1", tags=["ledger"], lifespan=_ledger_lifespan)
 _create_lock = threading.Lock()
 
 Redeemer = Annotated[Principal, Depends(require_roles(Role.DEVICE, Role.CLERK))]
@@ -53,7 +66,7 @@ QuotaReader = Annotated[Principal, Depends(require_roles(*READERS, Role.DEVICE))
 
 
 def get_ledger(request: Request) -> LedgerService:
-    """One ledger (and one group commit engine) per app, started on first use."""
+    """One ledger per app; its group commit engine starts with the first redemption."""
     ledger: LedgerService | None = getattr(request.app.state, "ledger", None)
     if ledger is None:
         with _create_lock:
@@ -63,7 +76,7 @@ def get_ledger(request: Request) -> LedgerService:
                 db = request.app.state.engine
                 terms = RuleTerms()
                 engine = GroupCommitEngine(db, terms, max_items=settings.group_max_items,
-                                           max_wait_ms=settings.group_max_wait_ms).start()
+                                           max_wait_ms=settings.group_max_wait_ms)
                 ledger = LedgerService(db, terms, engine, hold_ttl_s=settings.hold_ttl_s)
                 request.app.state.ledger = ledger
     return ledger

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from card_backend.auth.principal import Role
 from quota.engine import GroupCommitEngine
-from quota.redemption import StaticTerms
+from quota.redemption import Redemption, StaticTerms
 from quota.service import LedgerService
 from tests.integration.ledger_seed import T0, TERMS, Population, seed
 
@@ -115,3 +115,32 @@ def test_a_clerk_of_one_point_cannot_redeem_at_another(client: TestClient, auth,
     assert client.post("/api/v1/redemptions", json=body(pop), headers=clerk).status_code == 200
     r = client.post("/api/v1/redemptions", json=body(pop, point_code="P2"), headers=clerk)
     assert r.status_code == 403 and r.json()["error"] == "wrong_point"
+
+
+def test_the_app_ledger_reads_rule_versions_and_stops_with_the_app(app, engine: Engine,  # type: ignore[no-untyped-def]
+                                                                    make_user) -> None:
+    import json
+    from pathlib import Path
+
+    import time_machine
+    from sqlalchemy import text
+
+    from quota.domain.rules import rules_from_yaml
+    from quota.engine import EngineStopped
+    from tests.conftest import PASSWORD
+
+    pop = seed(engine)
+    demo = Path(__file__).resolve().parents[2] / "quota" / "rulesets" / "demo.yaml"
+    sugar = next(r for r in rules_from_yaml(demo.read_text()) if r.product == "sugar")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE rule_versions SET body = :b WHERE id = 1"),
+                     {"b": json.dumps(sugar.model_dump(mode="json"))})
+    with time_machine.travel(NOW, tick=True), TestClient(app) as c:
+        name = make_user(Role.CLERK)
+        token = c.post("/api/v1/auth/token", data={"username": name, "password": PASSWORD}).json()
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        r = c.post("/api/v1/redemptions", json=body(pop, 1000), headers=headers)
+        assert r.status_code == 200 and r.json()["remaining_qty"] == 4000
+        ledger_engine = app.state.ledger.engine
+    with pytest.raises(EngineStopped):
+        ledger_engine.submit(Redemption(str(uuid.uuid4()), pop.family_card[1], "sugar", 1, "P1"))
