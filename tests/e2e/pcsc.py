@@ -23,7 +23,7 @@ from pathlib import Path
 
 LOCK_PATH = Path("/tmp/smartcard-ledger-pcsc.lock")
 PIDFILE = Path("/run/pcscd/pcscd.pid")
-VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+VPCD_DRIVER = Path(os.environ.get("SCL_VPCD_DRIVER", "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"))
 BASE_PORT = 35963
 SLOTS_PER_ENTRY = 2
 START_TIMEOUT_S = 15.0
