@@ -22,6 +22,12 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=F
 _device_cache = DeviceTokenCache()
 
 
+def forget_device_tokens() -> None:
+    """Drop this process's cached device principals (after a revocation; other processes forget
+    within the cache's 30 s)."""
+    _device_cache.clear()
+
+
 def _device(request: Request, token: str) -> Principal | None:
     """Device tokens are checked on every request: a short cache spares the database, and the lookup
     uses its own short session so no request holds a pooled connection while it waits (a request that

@@ -78,5 +78,5 @@ def revoke_device(device_id: int, session: SessionDep, _: Principal = Depends(DE
     """The device's token stops working at once in this process; other API processes drop it when their
     device-token cache entry expires (``auth.token_cache``, at most its TTL)."""
     out = service.revoke_device(session, device_id)
-    auth_deps._device_cache.clear()
+    auth_deps.forget_device_tokens()
     return out
