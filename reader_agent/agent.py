@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from reader_agent import protocol
-from reader_agent.apdu import BalanceRecord, CardError, CardInfo, CardRefusedError
+from reader_agent.apdu import BalanceRecord, CardError, CardInfo, CardRefusedError, MalformedResponseError
 from reader_agent.card import CardApplication
 from reader_agent.client import BackendClient, BackendRefused, BackendUnavailable
 from reader_agent.offline import (
@@ -81,6 +81,15 @@ class RedeemResult:
         return self.result == "ok"
 
 
+def _card_error_code(exc: CardError) -> str:
+    """A card that answers nonsense is not a card that left: say which, for the clerk and the logs."""
+    if isinstance(exc, MalformedResponseError):
+        return "card_malformed"
+    if isinstance(exc, CardRefusedError):
+        return "card_refused"
+    return "card_removed"
+
+
 def _default_opener(reader_name: str) -> tuple[Closable, CardApplication]:
     from reader_agent.reader import open_card
 
@@ -133,7 +142,7 @@ class PointAgent:
         try:
             transport, card = self.open_card(reader_name)
         except CardError as exc:
-            raise TapRefused("card_removed", str(exc)) from exc
+            raise TapRefused(_card_error_code(exc), str(exc)) from exc
         try:
             info = card.info()
             tap = Tap(reader_name, transport, card, info, online=True)
@@ -145,7 +154,7 @@ class PointAgent:
             return tap
         except CardError as exc:
             transport.close()
-            raise TapRefused("card_removed", str(exc)) from exc
+            raise TapRefused(_card_error_code(exc), str(exc)) from exc
         except BaseException:
             transport.close()
             raise
