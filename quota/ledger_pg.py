@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, cast
 
 import psycopg
@@ -38,8 +39,22 @@ def _doc(values: object) -> str:
 
 def _json(value: object) -> str:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso(value)
     raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+@lru_cache(maxsize=4096)
+def iso(value: datetime) -> str:
+    """A group's rows share a handful of times (its ``now``, period bounds): format each once."""
+    return value.isoformat()
+
+
+def journal_values(row: Mapping[str, Any]) -> list[Any]:
+    values = [row.get(name) for name in JOURNAL_FIELDS]
+    created = values[-1]
+    if isinstance(created, datetime):
+        values[-1] = iso(created)
+    return values
 
 
 _CARDS = (
@@ -65,16 +80,25 @@ _JOURNAL_COLUMNS = (
     "entry_id, kind, result, allowance_id, holder_type, holder_id, product_code, point_code, card_serial, "
     "quantity_qty, price_minor, remaining_qty, payload_hash, ref_entry_id, actor, reason, created_at"
 )
+# Rows travel as JSON arrays (positional: no key repeated per row), cast column by column.
+_JOURNAL_TYPES = ("text", "text", "text", "bigint", "text", "bigint", "text", "text", "text", "bigint",
+                  "bigint", "bigint", "text", "text", "text", "text", "timestamptz")
+JOURNAL_FIELDS = tuple(name.strip() for name in _JOURNAL_COLUMNS.split(","))
 _INSERT_JOURNAL = (
-    f"INSERT INTO journal ({_JOURNAL_COLUMNS}) SELECT {_JOURNAL_COLUMNS} "
-    "FROM json_populate_recordset(NULL::journal, %(doc)s::json)"
+    f"INSERT INTO journal ({_JOURNAL_COLUMNS}) SELECT "
+    + ", ".join(f"(r->>{n})::{t}" for n, t in enumerate(_JOURNAL_TYPES))
+    + " FROM json_array_elements(%(doc)s::json) AS r"
 )
+ALLOWANCE_FIELDS = ("id", "period_start", "period_end", "granted_qty", "used_qty", "held_qty", "carried_qty",
+                    "topup_qty", "last_redeemed_at", "home_point_code", "binding_changes")
+_ALLOWANCE_TYPES = ("bigint", "timestamptz", "timestamptz", "bigint", "bigint", "bigint", "bigint", "bigint",
+                    "timestamptz", "text", "int")
 _UPDATE_ALLOWANCES = (
-    "UPDATE allowances a SET period_start = u.period_start, period_end = u.period_end, "
-    "granted_qty = u.granted_qty, used_qty = u.used_qty, held_qty = u.held_qty, "
-    "carried_qty = u.carried_qty, topup_qty = u.topup_qty, last_redeemed_at = u.last_redeemed_at, "
-    "home_point_code = u.home_point_code, binding_changes = u.binding_changes "
-    "FROM json_populate_recordset(NULL::allowances, %(doc)s::json) AS u WHERE a.id = u.id"
+    "UPDATE allowances a SET "
+    + ", ".join(f"{name} = (r->>{n})::{t}" for n, (name, t) in enumerate(zip(ALLOWANCE_FIELDS,
+                                                                              _ALLOWANCE_TYPES, strict=True))
+                if name != "id")
+    + " FROM json_array_elements(%(doc)s::json) AS r WHERE a.id = (r->>0)::bigint"
 )
 _LOCK_STOCK = (
     "SELECT s.point_code, s.product_code, s.delivered_qty - s.dispensed_qty FROM point_stock s "
@@ -110,10 +134,11 @@ def entries(conn: Connection, entry_ids: list[str]) -> list[dict[str, Any]]:
 
 
 def insert_entries(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    _raw(conn).execute(_INSERT_JOURNAL, {"doc": _doc(list(rows))})
+    _raw(conn).execute(_INSERT_JOURNAL, {"doc": _doc([journal_values(r) for r in rows])})
 
 
-def update_allowances(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+def update_allowances(conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+    """``rows`` in ``ALLOWANCE_FIELDS`` order."""
     _raw(conn).execute(_UPDATE_ALLOWANCES, {"doc": _doc(list(rows))})
 
 
@@ -170,7 +195,7 @@ def lock_phase(
 
 def write_phase(
     conn: Connection,
-    allowances: Sequence[Mapping[str, Any]],
+    allowances: Sequence[Sequence[Any]],
     journal: Sequence[Mapping[str, Any]],
     dispensed: list[tuple[str, str, int]],
 ) -> None:
@@ -180,6 +205,6 @@ def write_phase(
         if allowances:
             raw.execute(_UPDATE_ALLOWANCES, {"doc": _doc(list(allowances))})
         if journal:
-            raw.execute(_INSERT_JOURNAL, {"doc": _doc(list(journal))})
+            raw.execute(_INSERT_JOURNAL, {"doc": _doc([journal_values(r) for r in journal])})
         if dispensed:
             raw.execute(_ADD_DISPENSED, {"rows": _doc([{"pt": p, "pr": q, "d": d} for p, q, d in dispensed])})

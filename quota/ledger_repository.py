@@ -185,12 +185,11 @@ def lock_allowance(conn: Connection, allowance_id: int) -> AllowanceState | None
     return None if row is None else _state(row)
 
 
-def allowance_doc(s: AllowanceState) -> dict[str, Any]:
-    """The columns a decision may change, for the PostgreSQL group UPDATE."""
-    return {"id": s.id, "period_start": s.period_start, "period_end": s.period_end,
-            "granted_qty": s.granted_qty, "used_qty": s.used_qty, "held_qty": s.held_qty,
-            "carried_qty": s.carried_qty, "topup_qty": s.topup_qty, "last_redeemed_at": s.last_redeemed_at,
-            "home_point_code": s.home_point_code, "binding_changes": s.binding_changes}
+def allowance_doc(s: AllowanceState) -> list[Any]:
+    """The columns a decision may change, in ``ledger_pg.ALLOWANCE_FIELDS`` order."""
+    return [s.id, s.period_start and pg.iso(s.period_start), s.period_end and pg.iso(s.period_end),
+            s.granted_qty, s.used_qty, s.held_qty, s.carried_qty, s.topup_qty,
+            s.last_redeemed_at and pg.iso(s.last_redeemed_at), s.home_point_code, s.binding_changes]
 
 
 def write_allowances(conn: Connection, states: Sequence[AllowanceState]) -> None:
