@@ -64,12 +64,14 @@ def current_principal(
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
-    """A dependency letting through the given roles (admins always, except for device-only routes)."""
+def require_roles(*roles: Role, admin: bool = True) -> Callable[[Principal], Principal]:
+    """A dependency letting through the given roles, and admins unless ``admin=False`` (debits happen
+    only at a point, by its device or clerk: an administrator cannot redeem a family's quota)."""
     allowed = frozenset(roles)
+    admin_passes = admin and allowed != {Role.DEVICE}
 
     def check(principal: CurrentPrincipal) -> Principal:
-        if principal.role in allowed or (principal.role == Role.ADMIN and allowed != {Role.DEVICE}):
+        if principal.role in allowed or (principal.role == Role.ADMIN and admin_passes):
             return principal
         raise PermissionDenied(f"role {principal.role.value!r} may not do this", code="role_forbidden")
 

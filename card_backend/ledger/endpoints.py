@@ -57,7 +57,7 @@ async def _ledger_lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(prefix="/api/v1", tags=["ledger"], lifespan=_ledger_lifespan)
 _create_lock = threading.Lock()
 
-Redeemer = Annotated[Principal, Depends(require_roles(Role.DEVICE, Role.CLERK))]
+Redeemer = Annotated[Principal, Depends(require_roles(Role.DEVICE, Role.CLERK, admin=False))]
 Supervisor = Annotated[Principal, Depends(require_roles(Role.SUPERVISOR))]
 Granter = Annotated[Principal, Depends(require_roles(Role.REGISTRAR))]
 Auditor = Annotated[Principal, Depends(require_roles(Role.AUDITOR))]
