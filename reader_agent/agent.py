@@ -162,15 +162,16 @@ class PointAgent:
     def _tap_online(self, tap: Tap) -> None:
         challenge = self.client.challenge()
         answer = tap.card.authenticate(bytes.fromhex(challenge["challenge_hex"]))
+        tap.records = tap.card.read_balances()
+        reported = [(r.certificate, r.spent_qty) for r in tap.records.values() if r.spent_qty > 0]
         try:
             verified = self.client.verify(
-                challenge["challenge_id"], tap.info.serial, answer.counter, answer.signature
+                challenge["challenge_id"], tap.info.serial, answer.counter, answer.signature, reported
             )
         except BackendRefused as exc:
             raise TapRefused(exc.code, exc.detail) from exc
         self.outbox.see_counter(tap.info.serial, answer.counter)
         tap.quota = list(verified["quota"])
-        tap.records = tap.card.read_balances()
         for cert in verified["balance_certificates"]:
             self._write_balance(tap, tap.records, bytes.fromhex(cert["certificate_hex"]))
         tap.balances = genuine_balances(

@@ -64,12 +64,22 @@ class BackendClient:
     def challenge(self) -> dict[str, Any]:
         return dict(self._call("POST", "/api/v1/card-auth/challenge"))
 
-    def verify(self, challenge_id: str, serial: str, counter: int, signature: bytes) -> dict[str, Any]:
+    def verify(
+        self,
+        challenge_id: str,
+        serial: str,
+        counter: int,
+        signature: bytes,
+        offline_balances: list[tuple[bytes, int]] | None = None,
+    ) -> dict[str, Any]:
         body = {
             "challenge_id": challenge_id,
             "card_serial": serial,
             "counter": counter,
             "signature_hex": signature.hex(),
+            "offline_balances": [
+                {"certificate_hex": blob.hex(), "spent_qty": spent} for blob, spent in offline_balances or []
+            ],
         }
         return dict(self._call("POST", "/api/v1/card-auth/verify", body))
 

@@ -76,6 +76,7 @@ def _certificates(
     counter: int,
     products: list[str],
     only: str | None = None,
+    pending: dict[str, int] | None = None,
 ) -> tuple[list[QuotaLineOut], list[BalanceCertificateOut]]:
     now = ledger.clock()  # the ledger's time decides periods, so certificates follow it too
     lines = ledger_reports.quota_for_card(ledger.db, ledger.terms_for, serial, now) or []
@@ -86,7 +87,7 @@ def _certificates(
                 settings,
                 serial=serial,
                 product_code=line.product_code,
-                available_qty=line.available_now_qty,
+                available_qty=max(line.available_now_qty - (pending or {}).get(line.product_code, 0), 0),
                 period_end=line.period_end,
                 counter=counter,
                 now=now,
@@ -133,7 +134,15 @@ def verify(
         signature=bytes.fromhex(body.signature_hex),
         now=_now(),
     )
-    quota, certificates = _certificates(settings, ledger, card.serial, body.counter, products)
+    pending = service.pending_offline_qty(
+        session,
+        settings,
+        card.serial,
+        [(bytes.fromhex(b.certificate_hex), b.spent_qty) for b in body.offline_balances],
+    )
+    quota, certificates = _certificates(
+        settings, ledger, card.serial, body.counter, products, pending=pending
+    )
     return VerifiedOut(
         card_serial=card.serial,
         holder_type=card.holder_type,

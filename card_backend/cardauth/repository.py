@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from card_backend.card.models import Card
@@ -44,6 +44,16 @@ class CardAuthRepository:
             CardTransaction.card_serial == serial, CardTransaction.counter == counter
         )
         return self.session.scalars(query).first()
+
+    def synced_offline_qty(self, serial: str, product_code: str, after_counter: int) -> int:
+        """Offline debits of this card and product signed after a certificate, already received."""
+        query = select(func.coalesce(func.sum(CardTransaction.quantity_qty), 0)).where(
+            CardTransaction.card_serial == serial,
+            CardTransaction.product_code == product_code,
+            CardTransaction.mode == "offline",
+            CardTransaction.counter > after_counter,
+        )
+        return int(self.session.scalar(query) or 0)
 
     def conflict_for(self, redemption_id: str) -> OfflineConflict | None:
         query = select(OfflineConflict).where(OfflineConflict.redemption_id == redemption_id)

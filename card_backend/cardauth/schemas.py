@@ -27,11 +27,22 @@ class ChallengeOut(BaseModel):
     expires_at: datetime
 
 
+class OfflineBalanceIn(_In):
+    """A balance record as read from the card: the backend's certificate and what was spent since."""
+
+    certificate_hex: Hex
+    spent_qty: Annotated[int, Field(ge=0, le=0xFFFFFFFF)]
+
+
 class VerifyIn(_In):
     challenge_id: Annotated[str, Field(min_length=1, max_length=36)]
     card_serial: Serial
     counter: Counter
     signature_hex: Hex
+    offline_balances: Annotated[list[OfflineBalanceIn], Field(max_length=8)] = Field(
+        default_factory=list,
+        description="The card's balance records: offline spending not yet synced lowers the new ceilings.",
+    )
 
 
 class BalanceCertificateOut(BaseModel):

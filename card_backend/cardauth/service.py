@@ -217,6 +217,29 @@ def register_key(
     return protocol.issue_card_certificate(settings.issuer_key(), cert)
 
 
+def pending_offline_qty(
+    session: Session, settings: CardAuthSettings, serial: str, balances: list[tuple[bytes, int]]
+) -> dict[str, int]:
+    """Per product, what the card spent offline under its current certificate and no point has synced.
+
+    Only certificates this backend signed for this card count; a record the card reports is the
+    card's own count (INCREASE SPENT), so a point cannot hide offline spending by not syncing.
+    """
+    signer = settings.certificate_key().public_key()
+    repo = CardAuthRepository(session)
+    pending: dict[str, int] = {}
+    for blob, spent_qty in balances:
+        try:
+            cert = protocol.verify_balance_certificate(signer, blob)
+        except (protocol.CertificateError, MalformedDataError):
+            continue
+        if cert.serial != serial:
+            continue
+        synced = repo.synced_offline_qty(serial, cert.product_code, cert.issued_counter)
+        pending[cert.product_code] = pending.get(cert.product_code, 0) + max(spent_qty - synced, 0)
+    return pending
+
+
 @dataclass(frozen=True, slots=True)
 class IssuedBalance:
     product_code: str

@@ -238,3 +238,26 @@ def test_backend_lost_between_tap_and_confirm_serves_the_signed_debit_offline_an
     stack.server.start()
     assert agent.sync() == {"synced": 1}
     assert stack.quota(SERIAL)["used_qty"] == 800
+
+
+def test_unsynced_offline_spending_lowers_the_next_offline_ceiling(pcsc: PcscHarness, stack: Stack) -> None:
+    """The card reports its offline spending; until a point syncs it, the backend won't certify it again."""
+    stack.card(SERIAL)
+    stack.cards.insert(SERIAL, pcsc.reader(0))
+    reader = _ready(pcsc)
+    offline_point, online_point = stack.agent("P1"), stack.agent("P2")
+    offline_point.tap(reader).close()
+    stack.server.stop()
+    tap = offline_point.tap(reader)
+    try:
+        assert offline_point.redeem(tap, "sugar", 2000).result == "ok"
+    finally:
+        tap.close()
+    stack.server.start()
+    tap = online_point.tap(reader)  # P1 has not synced yet
+    tap.close()
+    assert tap.balances["sugar"].certificate.ceiling_qty == 1500  # 50 % of (5000 - 2000 pending)
+    assert offline_point.sync() == {"synced": 1}
+    tap = online_point.tap(reader)
+    tap.close()
+    assert tap.balances["sugar"].certificate.ceiling_qty == 1500  # 50 % of 3000, not counted twice

@@ -58,7 +58,9 @@ class StrictBackend:
     def challenge(self) -> dict[str, Any]:
         return {"challenge_id": "c1", "challenge_hex": self.challenge_bytes.hex()}
 
-    def verify(self, challenge_id: str, serial: str, counter: int, signature: bytes) -> dict[str, Any]:
+    def verify(
+        self, challenge_id: str, serial: str, counter: int, signature: bytes, offline: object = None
+    ) -> dict[str, Any]:
         message = protocol.auth_message(self.challenge_bytes, serial, counter)
         if serial != CARD.serial or not protocol.verify_card_signature(PUBLIC, message, signature):
             raise BackendRefused(409, "card_auth_failed", None)
