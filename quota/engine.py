@@ -26,7 +26,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -142,8 +142,10 @@ class GroupCommitEngine:
         return self.submit(request).result(timeout_s)
 
     def redeem_many(self, requests: Sequence[Redemption], timeout_s: float = 60.0) -> list[Outcome]:
+        """Submit all, then wake once when all are answered (not once per answer)."""
         futures = [self.submit(r) for r in requests]
-        return [f.result(timeout_s) for f in futures]
+        wait(futures, timeout_s)
+        return [f.result(0) for f in futures]
 
     async def redeem_async(self, request: Redemption) -> Outcome:
         return await asyncio.wrap_future(self.submit(request))
