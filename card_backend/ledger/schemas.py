@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -96,12 +96,6 @@ class QuotaLineOut(BaseModel):
 class QuotaOut(BaseModel):
     card_serial: str
     lines: list[QuotaLineOut]
-
-
-class StockReportQuery(_In):
-    point_code: str | None = None
-    day_from: date
-    day_to: date
 
 
 class FindingOut(BaseModel):
