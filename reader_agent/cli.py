@@ -108,26 +108,37 @@ def agent(
     script: Annotated[
         Path | None, typer.Option(help="Headless: JSON lines of taps ('-' for stdin); prints JSON lines.")
     ] = None,
+    watch: Annotated[bool, typer.Option(help="Tap every card inserted in any reader (hot-plug).")] = False,
 ) -> None:
-    """Run the point's reader agent headless, driven by a script of taps."""
+    """Run the point's reader agent headless: a script of taps, or watching all readers."""
     import sys
 
     from reader_agent import headless
     from reader_agent.agent import PointAgent
     from reader_agent.client import BackendClient
+    from reader_agent.monitor import ReaderWatcher
     from reader_agent.outbox import Outbox
 
-    if not token or not point or script is None:
-        typer.echo("error: --token (or READER_AGENT_TOKEN), --point and --script are required", err=True)
+    if not token or not point or (script is None) == (not watch):
+        typer.echo("error: --token (or READER_AGENT_TOKEN), --point and one of --script/--watch", err=True)
         raise typer.Exit(2)
     client = BackendClient(backend, token)
     box = Outbox(outbox)
     runner = PointAgent(client, box, point)
     runner.load_keys()
-    lines = sys.stdin if str(script) == "-" else script.open(encoding="utf-8")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     try:
-        for result in headless.run(runner, lines):
+        if script is not None:
+            lines = sys.stdin if str(script) == "-" else script.open(encoding="utf-8")
+            results = headless.run(runner, lines)
+        else:
+            watcher = ReaderWatcher().start()
+            results = headless.watch(runner, watcher, stop)
+        for result in results:
             typer.echo(json.dumps(result, ensure_ascii=False))
+            sys.stdout.flush()
     finally:
         client.close()
         box.close()

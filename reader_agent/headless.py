@@ -8,17 +8,20 @@ Each input line is one of::
     {"action": "wait_card", "reader": "...", "timeout_s": 10}
 
 and produces one JSON line: the result code, whether it was served offline, the redemption id,
-the receipt text and the tap-to-receipt latency in milliseconds.
+the receipt text and the tap-to-receipt latency in milliseconds. `watch` instead taps every card
+inserted in any reader (pyscard's monitors, through monitor.ReaderWatcher).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from reader_agent.agent import PointAgent, TapRefused
+from reader_agent.monitor import CardEvent, ReaderWatcher
 
 CARD_WAIT_STEP_S = 0.05
 
@@ -87,3 +90,15 @@ def run(agent: PointAgent, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
+
+
+def watch(agent: PointAgent, events: ReaderWatcher, stop: threading.Event) -> Iterator[dict[str, Any]]:
+    """Hot-plug mode: every card inserted in any reader is tapped at once and its quota reported."""
+    while not stop.is_set():
+        event = events.next_event(0.2)
+        if isinstance(event, CardEvent) and event.kind == "inserted":
+            yield {"event": "inserted", **_tap_and_redeem(agent, {"reader": event.reader})}
+        elif isinstance(event, CardEvent):
+            yield {"event": "removed", "reader": event.reader, "result": "ok"}
+        elif event is not None:
+            yield {"event": f"reader_{event.kind}", "reader": event.reader, "result": "ok"}

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -261,3 +263,45 @@ def test_unsynced_offline_spending_lowers_the_next_offline_ceiling(pcsc: PcscHar
     tap = online_point.tap(reader)
     tap.close()
     assert tap.balances["sugar"].certificate.ceiling_qty == 1500  # 50 % of 3000, not counted twice
+
+
+def test_watching_agent_taps_each_card_plugged_into_any_reader(
+    pcsc: PcscHarness, stack: Stack, tmp_path: Path
+) -> None:
+    stack.card(SERIAL)
+    token = enrol_device(stack.api, stack.staff["registrar"], "P1")["Authorization"].split()[1]
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reader_agent.cli",
+            "agent",
+            "--backend",
+            stack.server.url,
+            "--point",
+            "P1",
+            "--outbox",
+            str(tmp_path / "watch.sqlite3"),
+            "--watch",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "READER_AGENT_TOKEN": token},
+    )
+    try:
+        time.sleep(1.5)  # let the monitors take their first look at the empty readers
+        stack.cards.insert(SERIAL, pcsc.reader(1))
+        assert agent.stdout is not None
+        lines = (json.loads(raw) for raw in agent.stdout)  # first the readers present are announced
+        line = next(item for item in lines if item["event"] == "inserted")
+        assert (line["event"], line["reader"], line["card_serial"], line["result"]) == (
+            "inserted",
+            pcsc.reader(1).name,
+            SERIAL,
+            "ok",
+        )
+        assert any(q["product_code"] == "sugar" for q in line["quota"])
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=20)
