@@ -1,10 +1,12 @@
-"""Every SQL statement of the ledger (redemptions, holds, journal, seals, stock).
+"""SQL of the ledger's hot rows: cards, points, allowances, journal entries and holds.
 
-Functions take an open ``Connection`` inside the caller's transaction and never commit: the engine
-commits once per group, a service once per use case. Statements are SQLAlchemy Core over typed
-tables, so the same code runs on PostgreSQL and on the embedded SQLite; the few PostgreSQL-only
-forms (row locks, one ``UPDATE … FROM unnest`` per group) are chosen by dialect here and nowhere else.
-Times are written in UTC and read back as aware UTC (SQLite keeps them naive).
+The ledger's SQL lives in this module and its siblings, one concern each: ``group_repository`` (the
+three phases of a group commit), ``ledger_pg`` (their PostgreSQL forms), ``stock_repository``,
+``seal_repository`` and ``message_repository``. Functions take an open ``Connection`` inside the
+caller's transaction and never commit: the engine commits once per group, a service once per use
+case. Statements are SQLAlchemy Core over typed tables, so the same code runs on PostgreSQL and on
+the embedded SQLite; PostgreSQL-only forms (row locks, JSON-fed group statements) are chosen by
+dialect here. Times are written in UTC and read back as aware UTC (SQLite keeps them naive).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ group reads cards and points once, locks every allowance it touches (in id order
 stock rows (in key order), decides each request in submission order against the working copy of the
 rows — so a holder repeated in a group sees its own earlier debits, exactly as in a serial execution
 — and then writes one UPDATE for all changed allowances, one INSERT for all journal rows and one
-stock update per point. Refusals are journalled too (quantity 0) so a retry replays them.
+stock update for the group (``quota.group_repository``). Refusals are journalled too (quantity 0)
+so a retry replays them.
 """
 
 from __future__ import annotations
