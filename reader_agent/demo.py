@@ -4,8 +4,9 @@ What `make demo` needs from the card side: it signs in as the demo admin, picks 
 quota and a point serving it, personalises a virtual card with that serial (key in var/cards),
 registers its key (the issuer certificate goes on the card), enrols a device at the point, inserts
 the card into "Virtual PCD 00 00" (starting pcscd with the vpcd readers if none is running, under
-the shared lock), taps, redeems a small quantity and prints the receipt. The card stays in the
-reader until Ctrl-C, so `scriptor`/`opensc-tool` can talk to it too.
+the shared lock), taps, redeems a small quantity and prints the receipt. Then it serves the clerk
+page on 127.0.0.1:8001 with the same agent; the card stays in the reader until Ctrl-C, so the
+clerk page, `scriptor` and `opensc-tool` can all talk to it.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--username", default="admin")
     parser.add_argument("--password", required=True)
     parser.add_argument("--state-dir", type=Path, default=Path("var/cards"))
+    parser.add_argument("--clerk-port", type=int, default=8001, help="clerk page on 127.0.0.1 (0: none)")
     args = parser.parse_args()
 
     api = httpx.Client(base_url=args.api, timeout=10)
@@ -104,16 +106,37 @@ def main() -> None:
             print(agent.redeem(tap, product, qty).receipt, flush=True)
         finally:
             tap.close()
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
         print(f"demo tap: card {serial} stays in {READER!r}; Ctrl-C removes it", flush=True)
-        stop.wait()
+        if args.clerk_port:
+            import uvicorn
+
+            from reader_agent.ui.app import create_clerk_app
+
+            print(f"demo tap: clerk page on http://127.0.0.1:{args.clerk_port}/", flush=True)
+            # uvicorn re-raises the signal that stopped it once it has shut down: make SIGTERM, like
+            # Ctrl-C, an exception here so the card is removed and pcscd stopped on the way out.
+            signal.signal(signal.SIGTERM, _interrupt)
+            with contextlib.suppress(KeyboardInterrupt):
+                uvicorn.run(
+                    create_clerk_app(agent, [READER]),
+                    host="127.0.0.1",
+                    port=args.clerk_port,
+                    log_level="warning",
+                )
+        else:
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            stop.wait()
     finally:
         card.remove()
         client.close()
         if harness is not None:
             harness.stop()
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _tap_when_present(agent: PointAgent, timeout_s: float = 15) -> Any:

@@ -9,13 +9,28 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.e2e.pcsc import PcscHarness
+from tests.e2e.server import free_port
 from tests.e2e.stack import PASSWORD, Stack
+
+
+def _get_when_up(url: str, timeout_s: float = 15) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return httpx.get(url, timeout=2).text
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def test_demo_tap_personalises_registers_taps_and_prints_a_receipt(
     pcsc: PcscHarness, stack: Stack, tmp_path: Path
 ) -> None:
+    clerk_port = free_port()
     demo = subprocess.Popen(
         [
             sys.executable,
@@ -29,6 +44,8 @@ def test_demo_tap_personalises_registers_taps_and_prints_a_receipt(
             PASSWORD,
             "--state-dir",
             str(tmp_path / "cards"),
+            "--clerk-port",
+            str(clerk_port),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -44,13 +61,15 @@ def test_demo_tap_personalises_registers_taps_and_prints_a_receipt(
             if not line:
                 break
             lines.append(line)
-            if "stays in" in line:
+            if "clerk page on" in line:
                 break
         output = "".join(lines)
         assert "demo tap: card F000001 at point P1" in output, output + (
             demo.stderr.read() if demo.poll() else ""
         )
         assert "تمت العملية" in output and "(ok)" in output
+        page = _get_when_up(f"http://127.0.0.1:{clerk_port}/")
+        assert 'dir="rtl"' in page and "Virtual PCD 00 00" in page
     finally:
         demo.send_signal(signal.SIGTERM)
         demo.wait(timeout=20)
