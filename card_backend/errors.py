@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -130,6 +132,13 @@ def install_error_handlers(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         return _render(422, "validation_error", errors)
+
+    @app.exception_handler(DataError)
+    @app.exception_handler(psycopg.DataError)
+    async def _data(_: Request, exc: Exception) -> JSONResponse:
+        # The database refused a value the schema let through (a NUL character, a number out of the
+        # column's range): bad input, nothing was written — the transaction rolled back.
+        return _render(422, "invalid_value", str(getattr(exc, "orig", exc)).splitlines()[0][:200])
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

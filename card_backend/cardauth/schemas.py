@@ -9,10 +9,10 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from card_backend.ledger.schemas import OutcomeOut, QuotaLineOut
+from card_backend.types import Code
 
 Hex = Annotated[str, Field(pattern=r"^([0-9a-fA-F]{2})+$", max_length=1024)]
 Serial = Annotated[str, Field(pattern=r"^[A-Z0-9-]{1,16}$")]
-Code = Annotated[str, Field(min_length=1, max_length=32)]
 Counter = Annotated[int, Field(ge=1, le=0xFFFFFFFF)]
 PositiveQty = Annotated[int, Field(gt=0, le=0xFFFFFFFF)]
 

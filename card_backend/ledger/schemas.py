@@ -8,7 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Code = Annotated[str, Field(min_length=1, max_length=32)]
+from card_backend.types import Code, Text
+
 PositiveQty = Annotated[int, Field(gt=0, le=10**12)]
 
 
@@ -52,8 +53,8 @@ class PostIn(_In):
 
 class ReversalIn(_In):
     id: UUID
-    ref_entry_id: Annotated[str, Field(min_length=1, max_length=36)]
-    reason: Annotated[str, Field(min_length=3, max_length=200)]
+    ref_entry_id: Annotated[Code, Field(max_length=36)]
+    reason: Annotated[Text, Field(min_length=3, max_length=200)]
 
 
 class TopupIn(_In):
@@ -62,7 +63,7 @@ class TopupIn(_In):
     holder_id: Annotated[int, Field(gt=0)]
     product_code: Code
     quantity_qty: PositiveQty
-    reason: Annotated[str, Field(min_length=3, max_length=200)]
+    reason: Annotated[Text, Field(min_length=3, max_length=200)]
     cap_qty: PositiveQty | None = Field(None, description="Bound on the period's top-ups, e.g. 40 L.")
 
 
@@ -70,7 +71,7 @@ class DeliveryIn(_In):
     point_code: Code
     product_code: Code
     quantity_qty: PositiveQty
-    reference: Annotated[str, Field(max_length=64)] = ""
+    reference: Annotated[Text, Field(max_length=64)] = ""
 
 
 class DeliveryOut(BaseModel):
