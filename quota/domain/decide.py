@@ -138,6 +138,8 @@ def ceiling_qty(state: AllowanceState, terms: Terms, now: datetime) -> int:
     batches cumulative, a catch-up batch open early to holders who drew nothing), so ``explain``
     and the ledger can never disagree.
     """
+    if not terms.batches:
+        return state.granted_qty
     return batches.limit_qty(terms.batches, state.period_start, now, state.granted_qty, state.used_qty)
 
 
@@ -207,13 +209,16 @@ def decide_redeem(
     if refusal is not None:
         return replace(refusal, state=state)
     charges = price_charges(window, terms, quantity_qty)
-    new = replace(
-        window,
-        used_qty=window.used_qty + quantity_qty,
-        last_redeemed_at=now,
-        home_point_code=_bind(window, terms, point_code),
-    )
+    new = _debited(window, quantity_qty, now, _bind(window, terms, point_code))
     return Decision(Result.OK, new, quantity_qty, sum(c.price_minor for c in charges), charges)
+
+
+def _debited(s: AllowanceState, qty: int, now: datetime, home: str | None) -> AllowanceState:
+    """``replace(s, used_qty=…, last_redeemed_at=…, home_point_code=…)`` without its generic cost:
+    this runs once per redemption on the hot path."""
+    return AllowanceState(s.id, s.holder_type, s.holder_id, s.product_code, s.rule_version_id,
+                          s.period_start, s.period_end, s.base_qty, s.granted_qty, s.used_qty + qty,
+                          s.held_qty, s.carried_qty, s.topup_qty, now, home, s.binding_changes)
 
 
 def decide_hold(
