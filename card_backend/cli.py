@@ -81,3 +81,13 @@ for _module, _name in (
         continue
     if hasattr(_mod, "register"):
         _mod.register(app)
+
+# The point of sale's commands (virtual card, personalisation, the reader agent, the clerk page).
+_card = importlib.import_module("reader_agent.cli")
+card_app = typer.Typer(help="cards: personalisation", no_args_is_help=True)
+for _command in _card.app.registered_commands:
+    if _command.name == "personalise":
+        card_app.registered_commands.append(_command)
+    else:
+        app.registered_commands.append(_command)
+app.add_typer(card_app, name="card")

@@ -2,6 +2,7 @@
 
 from card_backend.auth import models as auth_models
 from card_backend.card import models as card_models
+from card_backend.cardauth import models as cardauth_models
 from card_backend.db import Base
 from card_backend.family import models as family_models
 from card_backend.licence import models as licence_models
@@ -13,6 +14,7 @@ __all__ = [
     "Base",
     "auth_models",
     "card_models",
+    "cardauth_models",
     "family_models",
     "licence_models",
     "point_models",

@@ -9,6 +9,7 @@ with the web UI: drop ``--headless`` and open http://127.0.0.1:8089.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import uuid
@@ -21,9 +22,17 @@ LOAD_DIR = Path(os.environ.get("LOAD_DIR", "var/load"))
 DEVICES = [line.split() for line in (LOAD_DIR / "devices.txt").read_text().splitlines() if line.strip()]
 CARDS = [line.strip() for line in (LOAD_DIR / "cards.txt").read_text().splitlines() if line.strip()]
 FOOD = ("sugar", "rice", "tea", "bread")
-RULES_FILE = yaml.load(
-    (Path(__file__).resolve().parents[1] / "quota" / "rulesets" / "demo.yaml").read_text(encoding="utf-8"),
-    Loader=yaml.CSafeLoader,
+# The demo rules as JSON-ready data (YAML dates become ISO strings).
+RULES_FILE = json.loads(
+    json.dumps(
+        yaml.load(
+            (Path(__file__).resolve().parents[1] / "quota" / "rulesets" / "demo.yaml").read_text(
+                encoding="utf-8"
+            ),
+            Loader=yaml.CSafeLoader,
+        ),
+        default=str,
+    )
 )
 
 

@@ -22,13 +22,12 @@ def load(url: str, holders: int, product: str = "gasoline", granted_qty: int = 1
     now = datetime.now(UTC)
     with psycopg.connect(_plain(url)) as conn:
         conn.execute("TRUNCATE allowances, journal, seals, holds RESTART IDENTITY")
-        with conn.cursor() as cur:
-            with cur.copy(
-                "COPY allowances (id, holder_type, holder_id, product_code, rule_version_id, period_start,"
-                " period_end, base_qty, granted_qty) FROM STDIN"
-            ) as copy:
-                for i in range(1, holders + 1):
-                    copy.write_row((i, "family", i, product, 1, now, None, granted_qty, granted_qty))
+        with conn.cursor() as cur, cur.copy(
+            "COPY allowances (id, holder_type, holder_id, product_code, rule_version_id, period_start,"
+            " period_end, base_qty, granted_qty) FROM STDIN"
+        ) as copy:
+            for i in range(1, holders + 1):
+                copy.write_row((i, "family", i, product, 1, now, None, granted_qty, granted_qty))
         conn.execute("SELECT setval(pg_get_serial_sequence('allowances','id'), %s)", (holders,))
         conn.commit()
         conn.autocommit = True

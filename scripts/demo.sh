@@ -11,14 +11,13 @@ if [[ "$CARD_DATABASE_URL" == sqlite:///var/demo.sqlite3 ]]; then rm -f var/demo
 
 $BIN/cardctl db upgrade
 $BIN/cardctl seed --families "$FAMILIES" --seed 42
-if $BIN/cardctl --help | grep -q ' rules '; then
-  $BIN/cardctl rules load quota/rulesets/demo.yaml
-  $BIN/cardctl period open
-fi
+$BIN/cardctl rules load quota/rulesets/demo.yaml
+$BIN/cardctl period open
 password="$($BIN/python -c 'import secrets; print(secrets.token_urlsafe(12))')"
 CARDCTL_PASSWORD="$password" $BIN/cardctl user create admin --role admin >/dev/null
 echo "demo admin: username=admin password=$password"
-echo "API and docs: http://127.0.0.1:8000/docs"
+export DEMO_ADMIN_PASSWORD="$password"
+echo "API and docs: http://127.0.0.1:8000/docs   clerk page (after the demo tap): http://127.0.0.1:8001"
 
 cleanup() { jobs -p | xargs -r kill 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
