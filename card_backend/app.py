@@ -12,7 +12,12 @@ from sqlalchemy import Engine, text
 from card_backend.config import Settings, get_settings
 from card_backend.db import make_engine, make_session_factory
 from card_backend.errors import install_error_handlers
-from card_backend.observability import configure_logging, metrics_middleware, metrics_response
+from card_backend.observability import (
+    configure_logging,
+    metrics_middleware,
+    metrics_response,
+    observe_journal,
+)
 
 # Each module exposes ``router``; a package joins the API by being listed here.
 ROUTER_MODULES: tuple[str, ...] = (
@@ -74,6 +79,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     def metrics() -> object:
+        observe_journal(engine)
         return metrics_response()
 
     for module in _optional_router_modules():

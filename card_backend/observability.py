@@ -5,19 +5,25 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from asgi_correlation_id import correlation_id
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
 )
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -29,6 +35,9 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 REDEMPTIONS = Counter("card_redemptions_total", "Redemptions by result", ["result"])
+UNSEALED = Gauge("card_journal_unsealed_entries", "Journal entries not yet sealed into the hash chain")
+SEAL_LAG = Gauge("card_seal_lag_seconds", "Age of the oldest journal entry not yet sealed")
+_access = structlog.get_logger("card.access")
 
 _NATIONAL_ID = re.compile(r"(?<!\d)\d{11}(?!\d)")
 _SECRET_KEYS = {"password", "token", "access_token", "secret", "authorization", "pin"}
@@ -44,35 +53,91 @@ def _scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     return event
 
 
+class _CurrentStdout:
+    """Writes to whatever ``sys.stdout`` is now (a cached logger must follow redirection)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def configure_logging(json_logs: bool = True) -> None:
+    """JSON lines for structlog and for the standard library's loggers (the engine's, uvicorn's)."""
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
         if json_logs
         else structlog.dev.ConsoleRenderer()
     )
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _scrub,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _scrub,
-            renderer,
-        ],
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStdout()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
 
 
 async def metrics_middleware(
     request: Request, call_next: Callable[[Request], Awaitable[Response]]
 ) -> Response:
+    """Count and time every request by its route template, and write one JSON access line with the
+    request id (never the body, the query string or any header: those may hold ids or tokens)."""
     start = time.perf_counter()
-    response = await call_next(request)
+    structlog.contextvars.bind_contextvars(request_id=correlation_id.get())
+    try:
+        response = await call_next(request)
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
     route = request.scope.get("route")
     path = getattr(route, "path", "unmatched")
+    elapsed = time.perf_counter() - start
     REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-    LATENCY.labels(request.method, path).observe(time.perf_counter() - start)
+    LATENCY.labels(request.method, path).observe(elapsed)
+    _access.info(
+        "request",
+        method=request.method,
+        route=path,
+        status=response.status_code,
+        ms=round(elapsed * 1000, 2),
+        request_id=correlation_id.get(),
+    )
     return response
+
+
+def observe_journal(engine: Engine) -> None:
+    """Seal lag, read at scrape time: how many entries and how old the oldest one the chain lacks."""
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT count(*), min(created_at) FROM journal "
+                    "WHERE seq > coalesce((SELECT max(last_seq) FROM seals), 0)"
+                )
+            ).one()
+    except SQLAlchemyError:
+        return
+    UNSEALED.set(row[0] or 0)
+    oldest = row[1]
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    SEAL_LAG.set(0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
 
 
 def metrics_response() -> Response:

@@ -39,6 +39,7 @@ from card_backend.ledger.schemas import (
     TopupIn,
     VerifyOut,
 )
+from card_backend.observability import REDEMPTIONS
 from quota.engine import EngineBusy, GroupCommitEngine
 from quota.ledger_repository import point_code_of
 from quota.redemption import Outcome, Redemption, RuleTerms
@@ -86,6 +87,8 @@ LedgerDep = Annotated[LedgerService, Depends(get_ledger)]
 
 
 def _out(outcome: Outcome) -> OutcomeOut:
+    if not outcome.replayed:
+        REDEMPTIONS.labels(outcome.result).inc()
     return OutcomeOut(id=outcome.entry_id, result=outcome.result, quantity_qty=outcome.quantity_qty,
                       remaining_qty=outcome.remaining_qty, price_minor=outcome.price_minor,
                       possible_at=outcome.possible_at, replayed=outcome.replayed)
