@@ -32,6 +32,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "card_backend.ledger.endpoints",
     "card_backend.cardauth.endpoints",
     "card_backend.offline.endpoints",
+    "card_backend.walkin.endpoints",
 )
 
 

@@ -60,6 +60,17 @@ class Settings(BaseSettings):
     hold_ttl_s: int = 15 * 60
     db_pool_size: int = 10
     log_json: bool = True
+    # Messages to families (quota.notify): an HTTP SMS gateway when a URL is set, else a file under var/.
+    sms_gateway_url: str | None = None
+    sms_gateway_token: SecretStr | None = None
+    messages_outbox_path: Path = VAR_DIR / "messages.outbox"
+    # Background jobs (``cardctl worker``): each runs every so many seconds, bounded both ways.
+    worker_holds_interval_s: float = Field(default=5.0, ge=0.1, le=3600)
+    worker_messages_interval_s: float = Field(default=2.0, ge=0.1, le=3600)
+    worker_seal_interval_s: float = Field(default=60.0, ge=1.0, le=86_400)
+    # Walk-in sales: a product's cap per point per local day when no cap is set for it (walk_in_caps).
+    walk_in_daily_cap_qty: int = Field(default=0, ge=0, le=10**12)
+    walk_in_timezone: str = "Asia/Damascus"
 
 
 @lru_cache(maxsize=1)
