@@ -1,18 +1,25 @@
-"""``cardctl rules …``, ``cardctl period open`` and ``cardctl journal …``: the quota engine from a shell."""
+"""``cardctl rules …``, ``period open``, ``journal …``, ``walk-in cap`` and ``worker``: the quota engine
+from a shell."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from card_backend.config import get_settings
+from card_backend.config import Settings, get_settings
 from card_backend.db import make_engine, make_session_factory, session_scope
 from quota import rules_repository
 from quota.domain.rules import ruleset_from_yaml
 from quota.service import LedgerService
+
+if TYPE_CHECKING:
+    from quota.worker import Round
 
 console = Console(stderr=True)
 
@@ -24,6 +31,37 @@ def register(app: typer.Typer) -> None:
     app.add_typer(rules_app, name="rules")
     app.add_typer(period_app, name="period")
     app.add_typer(journal_app, name="journal")
+    walk_in_app = typer.Typer(help="walk-in sales (no card, free price, capped per point per day)",
+                              no_args_is_help=True)
+    app.add_typer(walk_in_app, name="walk-in")
+
+    @walk_in_app.command("cap")
+    def walk_in_cap(
+        product_code: str,
+        daily_cap_qty: int = typer.Argument(..., min=0, help="in the product's smallest unit"),
+        point: str | None = typer.Option(None, help="this point only; default: every point"),
+        actor: str = "cardctl",
+    ) -> None:
+        """Set a walk-in product's cap per point per day (a point's own cap wins over the product's)."""
+        from quota.walkin import WalkInService
+
+        settings = get_settings()
+        service = WalkInService(make_engine(settings.database_url), zone=settings.walk_in_timezone,
+                                default_cap_qty=settings.walk_in_daily_cap_qty)
+        service.set_cap(product_code, daily_cap_qty, actor, point)
+        console.print(f"walk-in cap of {product_code} at {point or 'every point'}: {daily_cap_qty} per day")
+
+    @app.command("worker")
+    def worker(
+        once: bool = typer.Option(False, "--once", help="run each job once and exit"),
+    ) -> None:
+        """Background jobs: expire holds, send messages, seal the journal; stops on SIGTERM or Ctrl-C."""
+        done = run_worker(get_settings(), once=once)
+        if done is not None:
+            typer.echo(
+                f"holds expired {done.holds_expired}, messages queued {done.messages_queued} sent "
+                f"{done.messages_sent} failed {done.messages_failed}, seals {done.seals_made}"
+            )
 
     @rules_app.command("load")
     def rules_load(path: Path, actor: str = "cardctl") -> None:
@@ -79,3 +117,38 @@ def _ledger() -> LedgerService:
 
     settings = get_settings()
     return LedgerService(make_engine(settings.database_url), RuleTerms(), None)
+
+
+def run_worker(
+    settings: Settings, *, once: bool = False, stop: threading.Event | None = None
+) -> Round | None:
+    """Build the jobs from the settings and run them: once (returns what they did) or until stopped.
+
+    Without ``stop``, SIGTERM and SIGINT set one (the current job finishes first)."""
+    from quota.notify import Notifier, make_sender
+    from quota.redemption import RuleTerms
+    from quota.worker import Worker
+
+    db = make_engine(settings.database_url)
+    ledger = LedgerService(db, RuleTerms(), None, hold_ttl_s=settings.hold_ttl_s)
+    outbox = settings.messages_outbox_path
+    if not settings.sms_gateway_url:
+        outbox.parent.mkdir(parents=True, exist_ok=True)
+    token = settings.sms_gateway_token.get_secret_value() if settings.sms_gateway_token else None
+    notifier = Notifier(db, make_sender(settings.sms_gateway_url, token, outbox))
+    jobs = Worker(ledger, notifier, holds_interval_s=settings.worker_holds_interval_s,
+                  messages_interval_s=settings.worker_messages_interval_s,
+                  seal_interval_s=settings.worker_seal_interval_s)
+    try:
+        if once:
+            return jobs.run_once()
+        event = stop or threading.Event()
+        if stop is None:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: event.set())
+        console.print("worker running; SIGTERM or Ctrl-C stops it")
+        jobs.run(event)
+        console.print("worker stopped")
+        return None
+    finally:
+        db.dispose()
