@@ -139,6 +139,17 @@ class Outbox:
             rows = self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
         return {state: count for state, count in rows}
 
+    def depth(self) -> int:
+        """Redemptions still owed to the backend (served offline, or signed and not yet answered).
+
+        The number a supervisor watches during an outage: it grows while the point serves offline
+        and must come back to 0 once the backend is reachable and the agent has synced."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE state IN ('offline', 'signed')"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     # -- what an offline agent must remember -------------------------------------------------
 
     def last_counter(self, serial: str) -> int:
