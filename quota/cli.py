@@ -48,7 +48,10 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         service = WalkInService(make_engine(settings.database_url), zone=settings.walk_in_timezone,
                                 default_cap_qty=settings.walk_in_daily_cap_qty)
-        service.set_cap(product_code, daily_cap_qty, actor, point)
+        result = service.set_cap(product_code, daily_cap_qty, actor, point)
+        if result != "ok":
+            console.print(f"{product_code}: {result}")
+            raise typer.Exit(1)
         console.print(f"walk-in cap of {product_code} at {point or 'every point'}: {daily_cap_qty} per day")
 
     @app.command("worker")

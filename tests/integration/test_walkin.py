@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from quota.ledger_reports import deliver_stock, stock_report
+from quota.redemption import StaticTerms
+from quota.service import LedgerService
 from quota.walkin import WalkInService
 from tests.integration.ledger_seed import T0, seed
 
@@ -113,6 +115,8 @@ def test_a_sale_has_no_holder_and_touches_no_allowance(walk_in: WalkInService) -
                                   "price_minor FROM journal WHERE entry_id = :i"), {"i": sale_id}).one()
     assert tuple(before) == tuple(after)
     assert tuple(entry) == ("walk_in", None, None, None, None, "clerk1", 3000)
+    journal = LedgerService(walk_in.db, StaticTerms(()))
+    assert journal.seal() and journal.verify().ok  # sealed into the chain like any entry
 
 
 def test_report_shows_the_sales(walk_in: WalkInService) -> None:
