@@ -13,6 +13,7 @@ $BIN/cardctl db upgrade
 $BIN/cardctl seed --families "$FAMILIES" --seed 42
 $BIN/cardctl rules load quota/rulesets/demo.yaml
 $BIN/cardctl period open
+$BIN/cardctl walk-in cap gasoline 500000
 password="$($BIN/python -c 'import secrets; print(secrets.token_urlsafe(12))')"
 CARDCTL_PASSWORD="$password" $BIN/cardctl user create admin --role admin >/dev/null
 echo "demo admin: username=admin password=$password"
