@@ -90,6 +90,13 @@ def _card_error_code(exc: CardError) -> str:
     return "card_removed"
 
 
+def _signed_by_card(info: CardInfo, digest: bytes, counter: int, signature: bytes) -> bool:
+    """Offline nobody else checks the card's signature before the goods leave: a garbled or replayed
+    answer would be served and only found at sync, as a conflict with its amount at risk."""
+    message = protocol.transaction_message(digest, info.serial, counter)
+    return protocol.verify_card_signature(info.public_key, message, signature)
+
+
 def _default_opener(reader_name: str) -> tuple[Closable, CardApplication]:
     from reader_agent.reader import open_card
 
@@ -265,15 +272,18 @@ class PointAgent:
             return self._finish(tap, rid, product, qty, "refused", "offline_not_allowed", offline=True)
         if qty > balance.left_qty:
             return self._finish(tap, rid, product, qty, "refused", "exceeds_offline_ceiling", offline=True)
+        digest = protocol.transaction_digest(rid, product, qty, self.point_code)
         try:
             balance.spent_qty = tap.card.increase_spent(balance.record, qty)
             if signed is None:
-                answer = tap.card.sign_transaction(
-                    protocol.transaction_digest(rid, product, qty, self.point_code)
-                )
+                answer = tap.card.sign_transaction(digest)
+                if not _signed_by_card(tap.info, digest, answer.counter, answer.signature):
+                    return self._finish(tap, rid, product, qty, "refused", "card_auth_failed", offline=True)
                 signed = (answer.counter, answer.signature)
                 self.outbox.signed(rid, *signed)
                 self.outbox.see_counter(tap.info.serial, answer.counter)
+            elif not _signed_by_card(tap.info, digest, *signed):
+                return self._finish(tap, rid, product, qty, "refused", "card_auth_failed", offline=True)
         except CardRefusedError:
             return self._finish(tap, rid, product, qty, "refused", "exceeds_offline_ceiling", offline=True)
         except CardError:
