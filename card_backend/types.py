@@ -7,9 +7,24 @@ one such value inside a group commit would fail every redemption grouped with it
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 Code = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Text = Annotated[str, Field(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
+
+# An instant a caller may ask about (simulate at, open at, served at): bounded, so date arithmetic over
+# periods and seasons can never leave the calendar (year 1 or 9999 would overflow it).
+Moment = Annotated[
+    datetime,
+    AfterValidator(lambda v: _in_range(v)),
+]
+
+
+def _in_range(value: datetime) -> datetime:
+    naive = value.replace(tzinfo=None)
+    if not datetime(1970, 1, 1) <= naive <= datetime(2200, 1, 1):
+        raise ValueError("must be between 1970-01-01 and 2200-01-01")
+    return value

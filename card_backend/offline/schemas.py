@@ -8,10 +8,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from card_backend.cardauth.schemas import SignedRedemptionIn
+from card_backend.types import Moment
 
 
 class OfflineRedemptionIn(SignedRedemptionIn):
-    happened_at: datetime | None = Field(None, description="When the point served it (agent clock).")
+    happened_at: Moment | None = Field(None, description="When the point served it (agent clock).")
 
 
 class SyncIn(BaseModel):

@@ -6,7 +6,6 @@ answer. Writes are for administrators; supervisors and auditors read, simulate a
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -26,6 +25,7 @@ from card_backend.rules.schemas import (
     SimulationOut,
     UnservedOut,
 )
+from card_backend.types import Moment
 from quota import rules_repository
 from quota.domain.rules import ProductSpec, Rule
 
@@ -88,7 +88,7 @@ def explain(
     session: SessionDep,
     settings: SettingsDep,
     _: Explainer,
-    at: Annotated[datetime | None, Query()] = None,
+    at: Annotated[Moment | None, Query()] = None,
     point_code: Annotated[str | None, Query(max_length=32)] = None,
 ) -> list[dict[str, Any]]:
     """Each rule of the holder's type: predicates with the holder's values, arithmetic, period, tiers,
@@ -113,7 +113,7 @@ def unserved(
     session: SessionDep,
     _: Reader,
     product: Annotated[str, Query(max_length=32)],
-    at: Annotated[datetime | None, Query()] = None,
+    at: Annotated[Moment | None, Query()] = None,
 ) -> UnservedOut:
     """Holders who drew none of a batch-released product last season: next season's priority list."""
     return UnservedOut.model_validate(service.unserved(session, product, at))

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from card_backend.types import Moment
 from quota.domain.rules import ProductSpec, Rule
 
 
@@ -48,7 +49,7 @@ class SimulateIn(BaseModel):
     """A proposed rule set (default: the current one) compared with the rules in force."""
 
     rules: list[Rule] | None = None
-    at: datetime | None = None
+    at: Moment | None = None
     compare: bool = True
 
 
@@ -80,7 +81,7 @@ class SimulationOut(BaseModel):
 class OpenIn(BaseModel):
     """Open the period containing ``at``, or starting on ``period_key`` (``YYYY-MM`` or ``YYYY-MM-DD``)."""
 
-    at: datetime | None = None
+    at: Moment | None = None
     period_key: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}(-\d{2})?$")
 
 
