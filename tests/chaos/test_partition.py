@@ -134,7 +134,8 @@ def test_points_serve_offline_within_ceilings_and_sync_everything_once(
     depth_after = sum(a.outbox.depth() for a in agents)
     inv = partition.check(pg_engine, partition.served_offline(_all_entries(agents)), over)
     print(
-        f"\n{inv.line()} journal_mismatches={inv.journal_mismatches} at_risk_qty={inv.at_risk_qty} "
+        f"\n{inv.line()}\npartition_detail: journal_mismatches={inv.journal_mismatches} "
+        f"at_risk_qty={inv.at_risk_qty} "
         f"served_in_outage={len(during)} outbox_depth_peak={depth_peak} at_heal={depth_at_heal} "
         f"after_sync={depth_after} cards_with_ceiling={len(ceilings)} "
         f"taps={dict(sorted(tally.results.items()))}"
