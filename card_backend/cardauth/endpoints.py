@@ -47,7 +47,7 @@ Registrar = Annotated[Principal, Depends(require_roles(Role.REGISTRAR))]
 Anyone = Annotated[Principal, Depends(require_roles(*Role))]
 
 
-def get_settings(request: Request) -> CardAuthSettings:
+async def get_settings(request: Request) -> CardAuthSettings:
     """Tests and the demo may put their own settings on ``app.state.cardauth_settings``."""
     settings = getattr(request.app.state, "cardauth_settings", None)
     return settings if isinstance(settings, CardAuthSettings) else get_cardauth_settings()

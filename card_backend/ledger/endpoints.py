@@ -66,7 +66,7 @@ Reader = Annotated[Principal, Depends(require_roles(*READERS))]
 QuotaReader = Annotated[Principal, Depends(require_roles(*READERS, Role.DEVICE))]
 
 
-def get_ledger(request: Request) -> LedgerService:
+async def get_ledger(request: Request) -> LedgerService:
     """One ledger per app; its group commit engine starts with the first redemption."""
     ledger: LedgerService | None = getattr(request.app.state, "ledger", None)
     if ledger is None:
@@ -77,6 +77,7 @@ def get_ledger(request: Request) -> LedgerService:
                 db = request.app.state.engine
                 terms = RuleTerms()
                 engine = GroupCommitEngine(db, terms, max_items=settings.group_max_items,
+                                           writers=settings.group_writers,
                                            max_wait_ms=settings.group_max_wait_ms)
                 ledger = LedgerService(db, terms, engine, hold_ttl_s=settings.hold_ttl_s)
                 request.app.state.ledger = ledger

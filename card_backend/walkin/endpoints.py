@@ -39,7 +39,7 @@ ReportReader = Annotated[Principal, Depends(require_roles(Role.SUPERVISOR, Role.
 CapSetter = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 
 
-def get_walk_in(request: Request) -> WalkInService:
+async def get_walk_in(request: Request) -> WalkInService:
     service: WalkInService | None = getattr(request.app.state, "walk_in", None)
     if service is None:
         with _create_lock:
