@@ -25,6 +25,17 @@ from card_backend.config import Settings
 from card_backend.db import make_engine, make_session_factory
 from card_backend.migrate import upgrade
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chaos-profile",
+        default="short",
+        choices=("short", "long"),
+        help="short (CI: ~25 s of faults) or long (make chaos: ~3 min)",
+    )
+
+
+
 PG_ADMIN_URL = os.environ.get("CARD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PASSWORD = "correct-horse-battery"
 _PASSWORD_HASH = hash_password(PASSWORD)
