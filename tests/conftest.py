@@ -35,6 +35,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+_REPORT_LINES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Figures tests report (the bank and partition invariants), shown even when output is captured."""
+    for line in _REPORT_LINES:
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def report() -> Callable[[str], None]:
+    """``report(line)``: print a figure now and repeat it in the run's closing summary."""
+
+    def _report(line: str) -> None:
+        print(line)
+        _REPORT_LINES.append(line)
+
+    return _report
+
 
 PG_ADMIN_URL = os.environ.get("CARD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PASSWORD = "correct-horse-battery"

@@ -13,7 +13,8 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel, Field
 
 from reader_agent.agent import PointAgent, Tap, TapRefused
@@ -46,6 +47,19 @@ def create_clerk_app(agent: PointAgent, readers: list[str]) -> FastAPI:
         tap = open_taps.pop(reader, None)
         if tap is not None:
             tap.close()
+
+    registry = CollectorRegistry()
+    depth = Gauge(
+        "card_agent_outbox_depth",
+        "Redemptions this point still owes the backend (served offline or signed, not yet answered)",
+        registry=registry,
+    )
+    depth.set_function(agent.outbox.depth)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus scrape of the point: its outbox depth grows while it serves offline."""
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:

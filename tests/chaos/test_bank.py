@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -53,7 +54,7 @@ def _faults(cluster: PgCluster, workers: ApiWorkers, stop: threading.Event, coun
 
 
 def test_bank_invariants_hold_under_kills_and_database_crashes(
-    cluster: PgCluster, chaos_seconds: float
+    cluster: PgCluster, chaos_seconds: float, report: Callable[[str], None]
 ) -> None:
     url = cluster.url
     upgrade(url)
@@ -106,8 +107,8 @@ def test_bank_invariants_hold_under_kills_and_database_crashes(
         workers.stop()
     inv = bank.check(db, ledger)
     db.dispose()
-    print(
-        f"\n{inv.line()} worker_kills={counts['worker_kills']} pg_crashes={counts['pg_crashes']} "
+    report(
+        f"{inv.line()} worker_kills={counts['worker_kills']} pg_crashes={counts['pg_crashes']} "
         f"retries={ledger.retries} unanswered={ledger.unanswered} seal_status={sealed.status_code} "
         f"verify_ok={verified.get('ok')}"
     )

@@ -15,7 +15,7 @@ import datetime as dt
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -74,7 +74,7 @@ def _all_entries(agents: list[PointAgent]) -> list[Entry]:
 
 
 def test_points_serve_offline_within_ceilings_and_sync_everything_once(
-    pcsc: PcscHarness, stack: Stack, pg_engine: Engine, chaos_seconds: float
+    pcsc: PcscHarness, stack: Stack, pg_engine: Engine, chaos_seconds: float, report: Callable[[str], None]
 ) -> None:
     stack.backend.settings.offline_share_percent = 100
     serials = [s for group in READER_CARDS for s in group]
@@ -133,8 +133,8 @@ def test_points_serve_offline_within_ceilings_and_sync_everything_once(
         time.sleep(0.2)
     depth_after = sum(a.outbox.depth() for a in agents)
     inv = partition.check(pg_engine, partition.served_offline(_all_entries(agents)), over)
-    print(
-        f"\n{inv.line()}\npartition_detail: journal_mismatches={inv.journal_mismatches} "
+    report(
+        f"{inv.line()}\npartition_detail: journal_mismatches={inv.journal_mismatches} "
         f"at_risk_qty={inv.at_risk_qty} "
         f"served_in_outage={len(during)} outbox_depth_peak={depth_peak} at_heal={depth_at_heal} "
         f"after_sync={depth_after} cards_with_ceiling={len(ceilings)} "

@@ -28,3 +28,5 @@ def test_clerk_reads_the_card_confirms_and_gets_the_receipt(pcsc: PcscHarness, s
     assert stack.quota("F000001")["used_qty"] == 250
     empty = page.post("/tap", json={"reader": pcsc.reader(1).name}).json()
     assert empty == {"result": "card_removed"}
+    # Prometheus: the point owes the backend nothing once the online redemption was answered.
+    assert "card_agent_outbox_depth 0.0" in page.get("/metrics").text
