@@ -13,7 +13,7 @@ OUT=var/load
 psql -q "${ADMIN_URL/postgresql+psycopg/postgresql}" -c "DROP DATABASE IF EXISTS load WITH (FORCE)" -c "CREATE DATABASE load"
 $BIN/python -m loadtests.load_setup "$URL" --families "${LOAD_FAMILIES:-20000}" --out "$OUT"
 CARD_DATABASE_URL="$URL" CARD_LOG_JSON=true $BIN/uvicorn card_backend.asgi:app --host 127.0.0.1 --port "$PORT" \
-  --workers 2 --log-level warning --no-access-log &
+  --workers 2 --log-level warning --no-access-log > "$OUT/api.log" 2>&1 &
 api=$!
 trap 'kill $api 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break; sleep 0.2; done
