@@ -32,6 +32,7 @@ from card_backend.ledger.schemas import (
     PostIn,
     QuotaLineOut,
     QuotaOut,
+    RebindIn,
     RedemptionBatchIn,
     RedemptionIn,
     ReversalIn,
@@ -60,6 +61,9 @@ _create_lock = threading.Lock()
 
 Redeemer = Annotated[Principal, Depends(require_roles(Role.DEVICE, Role.CLERK, admin=False))]
 Supervisor = Annotated[Principal, Depends(require_roles(Role.SUPERVISOR))]
+Binder = Annotated[
+    Principal, Depends(require_roles(Role.CLERK, Role.DEVICE, Role.REGISTRAR, Role.SUPERVISOR))
+]
 Granter = Annotated[Principal, Depends(require_roles(Role.REGISTRAR))]
 Auditor = Annotated[Principal, Depends(require_roles(Role.AUDITOR))]
 Reader = Annotated[Principal, Depends(require_roles(*READERS))]
@@ -182,6 +186,16 @@ def topup(body: TopupIn, principal: Granter, ledger: LedgerDep) -> OutcomeOut:
     """A one-off extra grant with a reason (registrar or administrator), journalled as ``topup``."""
     return _answer(ledger.topup(str(body.id), body.holder_type, body.holder_id, body.product_code,
                                 body.quantity_qty, body.reason, principal.actor, body.cap_qty))
+
+
+@router.post("/bindings", response_model=OutcomeOut,
+             responses={409: {"description": "refused: binding_changes_exhausted, not_eligible, ..."}})
+def rebind(body: RebindIn, principal: Binder, ledger: LedgerDep) -> OutcomeOut:
+    """Move a holder's home point for a product (a clerk or device moves it to its own point; a
+    registrar or supervisor to any). Changes are counted per period and refused beyond the rule's limit."""
+    _check_point(ledger, principal, {body.point_code})
+    return _answer(ledger.rebind(str(body.id), body.holder_type, body.holder_id, body.product_code,
+                                 body.point_code, principal.actor))
 
 
 @router.post("/stock/deliveries", response_model=DeliveryOut, status_code=201)

@@ -67,6 +67,14 @@ class TopupIn(_In):
     cap_qty: PositiveQty | None = Field(None, description="Bound on the period's top-ups, e.g. 40 L.")
 
 
+class RebindIn(_In):
+    id: UUID = Field(description="Made by the client: a retried request is applied once.")
+    holder_type: Literal["family", "person", "vehicle"]
+    holder_id: Annotated[int, Field(gt=0)]
+    product_code: Code
+    point_code: Code = Field(description="The new home point for this product.")
+
+
 class DeliveryIn(_In):
     point_code: Code
     product_code: Code

@@ -144,3 +144,28 @@ def test_the_app_ledger_reads_rule_versions_and_stops_with_the_app(app, engine: 
         ledger_engine = app.state.ledger.engine
     with pytest.raises(EngineStopped):
         ledger_engine.submit(Redemption(str(uuid.uuid4()), pop.family_card[1], "sugar", 1, "P1"))
+
+
+def test_binding_change_requested_over_http_is_counted_per_period(  # type: ignore[no-untyped-def]
+    client: TestClient, auth, pop: Population
+) -> None:
+    clerk, registrar = auth(Role.CLERK), auth(Role.REGISTRAR)
+    first = body(pop, 20_000, product_code="diesel")
+    assert client.post("/api/v1/redemptions", json=first, headers=clerk).json()["result"] == "ok"
+    elsewhere = body(pop, 20_000, product_code="diesel", point_code="P2")
+    refused = client.post("/api/v1/redemptions", json=elsewhere, headers=clerk)
+    assert refused.status_code == 409 and refused.json()["error"] == "point_not_bound"
+
+    def move(point: str) -> dict[str, object]:
+        return {"id": str(uuid.uuid4()), "holder_type": "family", "holder_id": 1, "product_code": "diesel",
+                "point_code": point}
+
+    req = move("P2")
+    moved = client.post("/api/v1/bindings", json=req, headers=registrar)
+    assert moved.status_code == 200 and moved.json()["result"] == "ok"
+    assert client.post("/api/v1/bindings", json=req, headers=registrar).json()["replayed"] is True
+    again = client.post("/api/v1/bindings", json=move("P1"), headers=registrar)
+    assert again.status_code == 409 and again.json()["error"] == "binding_changes_exhausted"
+    quota = client.get(f"/api/v1/cards/{pop.family_card[1]}/quota", headers=clerk).json()
+    assert {ln["product_code"]: ln["home_point_code"] for ln in quota["lines"]}["diesel"] == "P2"
+    assert client.post("/api/v1/bindings", json=move("P1"), headers=auth(Role.AUDITOR)).status_code == 403
