@@ -12,7 +12,6 @@ Aimed only at 127.0.0.1, bounded in time (``--chaos-profile``), and it stops by 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from reader_agent.outbox import Entry
 from tests.chaos import partition
 from tests.e2e.backend import NOW
 from tests.e2e.conftest import Cards
-from tests.e2e.pcsc import PcscHarness, PcscUnavailableError, missing_parts
+from tests.e2e.pcsc import PcscHarness, running_harness
 from tests.e2e.stack import Stack, running_stack
 
 pytestmark = pytest.mark.chaos
@@ -39,24 +38,10 @@ PHASES = (0.3, 0.4, 0.3)  # online, partitioned, healed: shares of the chaos pro
 SYNC_ATTEMPTS = 20
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"PC/SC stack unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"PC/SC stack unavailable: {reason}")
-
-
 @pytest.fixture
 def pcsc() -> Iterator[PcscHarness]:
-    missing = missing_parts()
-    if missing:
-        _unavailable("missing " + "; ".join(missing))
-    harness = PcscHarness(readers=2)
-    try:
-        harness.start()
-    except PcscUnavailableError as exc:
-        _unavailable(str(exc))
-    yield harness
-    harness.stop()
+    with running_harness(readers=2) as harness:
+        yield harness
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ when CI=true, so a CI image without pcscd cannot pass by skipping.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +17,7 @@ from reader_agent.protocol import HolderType
 from reader_agent.virtual_card.applet import Applet
 from reader_agent.virtual_card.state import CardStore
 from reader_agent.virtual_card.vpcd import VpcdCard
-from tests.e2e.pcsc import PcscHarness, PcscUnavailableError, VirtualReader, missing_parts
+from tests.e2e.pcsc import PcscHarness, VirtualReader, running_harness
 
 if TYPE_CHECKING:
     from tests.e2e.stack import Stack
@@ -35,25 +34,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group("pcsc"))
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"PC/SC stack unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"PC/SC stack unavailable: {reason}")
-
-
 @pytest.fixture(scope="package")
 def pcsc() -> Iterator[PcscHarness]:
     """pcscd with two vpcd readers for the e2e package; stopped (lock released) after its last test."""
-    missing = missing_parts()
-    if missing:
-        _unavailable("missing " + "; ".join(missing))
-    harness = PcscHarness(readers=2)
-    try:
-        harness.start()
-    except PcscUnavailableError as exc:
-        _unavailable(str(exc))
-    yield harness
-    harness.stop()
+    with running_harness(readers=2) as harness:
+        yield harness
 
 
 class Cards:

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -286,3 +287,28 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@contextlib.contextmanager
+def running_harness(readers: int = 2) -> Iterator[PcscHarness]:
+    """pcscd with ``readers`` vpcd readers for a test or a package; a missing stack fails under CI=true
+    (never skips there) and skips elsewhere, saying what is missing."""
+    import pytest
+
+    def unavailable(reason: str) -> None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PC/SC stack unavailable in CI: {reason}", pytrace=False)
+        pytest.skip(f"PC/SC stack unavailable: {reason}")
+
+    missing = missing_parts()
+    if missing:
+        unavailable("missing " + "; ".join(missing))
+    harness = PcscHarness(readers=readers)
+    try:
+        harness.start()
+    except PcscUnavailableError as exc:
+        unavailable(str(exc))
+    try:
+        yield harness
+    finally:
+        harness.stop()
