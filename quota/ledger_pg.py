@@ -19,6 +19,8 @@ import psycopg
 from psycopg.rows import dict_row
 from sqlalchemy import Connection
 
+from quota.grant_repository import MATERIALISE
+
 ALLOWANCE_COLUMNS = (
     "id, holder_type, holder_id, product_code, rule_version_id, period_start, period_end, base_qty, "
     "granted_qty, used_qty, held_qty, carried_qty, topup_qty, last_redeemed_at, home_point_code, "
@@ -123,9 +125,12 @@ def points(conn: Connection, codes: list[str]) -> list[tuple[Any, ...]]:
 def lock_allowances(
     conn: Connection, keys: list[tuple[str, int, str]], now: datetime
 ) -> list[tuple[Any, ...]]:
-    """Rows in ``ALLOWANCE_COLUMNS`` order (the ``AllowanceState`` field order)."""
+    """Rows in ``ALLOWANCE_COLUMNS`` order (the ``AllowanceState`` field order), live grants of the
+    keys materialised first."""
     doc = _doc([{"t": t, "i": i, "p": p} for t, i, p in keys])
-    return _raw(conn).execute(_LOCK_ALLOWANCES, {"keys": doc, "now": now}).fetchall()
+    raw = _raw(conn)
+    raw.execute(MATERIALISE, {"keys": doc, "now": now})
+    return raw.execute(_LOCK_ALLOWANCES, {"keys": doc, "now": now}).fetchall()
 
 
 def entries(conn: Connection, entry_ids: list[str]) -> list[dict[str, Any]]:
@@ -173,7 +178,8 @@ def lock_phase(
     entry_ids: list[str],
     pairs: list[tuple[str, str]],
 ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]], list[tuple[Any, ...]]]:
-    """Lock the allowances, then read stored entries and lock the stock rows, in one round trip.
+    """Materialise and lock the allowances, then read stored entries and lock the stock rows, in one
+    round trip (grants a period opened become ``allowances`` rows when first touched: grant_repository).
 
     The server runs them in order, so the entries are read after the locks are held: an id committed
     by a group that held one of these rows is seen (a racing id on no shared row is caught by the
@@ -184,6 +190,7 @@ def lock_phase(
         lock_cur = raw.cursor()
         if keys:
             doc = _doc([{"t": t, "i": i, "p": p} for t, i, p in keys])
+            raw.execute(MATERIALISE, {"keys": doc, "now": now})
             lock_cur.execute(_LOCK_ALLOWANCES, {"keys": doc, "now": now})
         entries_cur = raw.cursor(row_factory=dict_row)
         entries_cur.execute(_ENTRIES, {"ids": _doc(entry_ids)})

@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
+from quota import grant_repository as grants
 from quota import ledger_pg as pg
 from quota.domain.decide import AllowanceState
 from quota.models import Allowance, Hold, JournalEntry, StockDelivery
@@ -213,12 +214,15 @@ def write_allowances(conn: Connection, states: Sequence[AllowanceState]) -> None
 
 
 def allowances_of_holder(conn: Connection, holder_type: str, holder_id: int) -> list[AllowanceState]:
+    """All the holder's allowances, by product and start; grants not yet touched have id 0."""
     query = (
         select(*(ALLOWANCES.c[name] for name in STATE_COLUMNS))
         .where(ALLOWANCES.c.holder_type == holder_type, ALLOWANCES.c.holder_id == holder_id)
         .order_by(ALLOWANCES.c.product_code, ALLOWANCES.c.period_start)
     )
-    return [_state(row) for row in conn.execute(query).mappings()]
+    states = [_state(row) for row in conn.execute(query).mappings()]
+    untouched = [_state({**row, "id": 0}) for row in grants.holder_rows(conn, holder_type, holder_id)]
+    return sorted(states + untouched, key=lambda s: (s.product_code, s.period_start))
 
 
 def rule_version_body(conn: Connection, rule_version_id: int) -> tuple[dict[str, Any], int] | None:

@@ -135,6 +135,7 @@ def open_period(
     report = OpeningReport(at=when)
     fresh: list[repo.Rows] = []
     points: dict[tuple[str, str], _Points] = {}
+    written: list[repo.Rows] = []  # per opened rule, the rows it wrote
     for res in entitlement.compute([r for _, r in chosen], populations, when, tz):
         rule, mask = res.rule, res.allotted
         rolling = rule.period.kind == "rolling"
@@ -190,11 +191,14 @@ def open_period(
             int(pts.sum()),
         )
         report.opened.append(opened)
+        written.append(rows)
     loading = time.perf_counter()
-    repo.insert_new(conn, fresh)
-    load_s = time.perf_counter() - loading
     now = datetime.now(UTC)
-    for o in report.opened:
+    stored = repo.insert_new(conn, fresh, now)
+    load_s = time.perf_counter() - loading
+    where = {id(fresh[i]): run_slot for i, run_slot in stored.items()}
+    for o, rows in zip(report.opened, written, strict=True):
+        run_id, slot = where.get(id(rows), (None, None))
         repo.record_opening(
             conn,
             holder_type=o.holder_type,
@@ -208,6 +212,8 @@ def open_period(
             points=o.points,
             opened_at=now,
             opened_by=opened_by,
+            run_id=run_id,
+            slot=slot,
         )
     report.points_rows = _credit_points(conn, points, when, tz)
     report.seconds = time.perf_counter() - started

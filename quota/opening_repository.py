@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from quota import grant_repository as grants
 from quota.domain.eligibility import IntArray
 from quota.models import Allowance
 from quota.population import int_columns
@@ -54,6 +55,8 @@ period_openings = Table(
     Column("points", BigInteger, nullable=False),
     Column("opened_at", DateTime(timezone=True), nullable=False),
     Column("opened_by", String(64), nullable=False),
+    Column("run_id", Integer),
+    Column("slot", Integer),
 )
 _TABLE = cast(Table, Allowance.__table__)
 _A = _TABLE.c
@@ -159,14 +162,31 @@ def _dicts(rows: Rows) -> list[dict[str, Any]]:
     ]
 
 
-def insert_new(conn: Connection, batches: list[Rows]) -> None:
-    """Rows of periods nobody has opened yet: straight bulk load."""
-    if _is_pg(conn):
-        _copy(conn, "allowances", batches)
-        return
-    for rows in batches:
-        if rows.n:
-            conn.execute(insert(_TABLE), _dicts(rows))
+def insert_new(conn: Connection, batches: list[Rows], at: datetime) -> dict[int, tuple[int, int]]:
+    """Rows of periods nobody has opened yet: straight bulk load.
+
+    On PostgreSQL each holder type's rules become one run of grants (``grant_repository``) where
+    they fit; returns, by index in ``batches``, the (run id, slot) that holds them.
+    """
+    stored: dict[int, tuple[int, int]] = {}
+    if not _is_pg(conn):
+        for rows in batches:
+            if rows.n:
+                conn.execute(insert(_TABLE), _dicts(rows))
+        return stored
+    direct: list[Rows] = []
+    for holder_type in sorted({r.holder_type for r in batches}):
+        index = [i for i, r in enumerate(batches) if r.holder_type == holder_type and r.n]
+        members = [batches[i] for i in index]
+        plan = grants.layout(members)
+        if plan is None:
+            direct += members
+            continue
+        run_id = grants.write_run(conn, holder_type, plan, members, at)
+        stored.update({i: (run_id, slot) for slot, i in enumerate(index)})
+    if direct:
+        _copy(conn, "allowances", direct)
+    return stored
 
 
 def _ints(
@@ -191,7 +211,10 @@ def existing_holders(conn: Connection, rows: Rows, any_period: bool) -> IntArray
         params["s"] = rows.period_start
         stmt = stmt.where(_A.period_start == rows.period_start.astimezone(UTC))
     (ids,) = _ints(conn, stmt, sql, params, 1)
-    return ids
+    granted, _, _, _ = grants.period_columns(
+        conn, rows.holder_type, rows.product_code, None if any_period else rows.period_start
+    )
+    return np.union1d(ids, granted)
 
 
 def _temp(conn: Connection) -> None:
@@ -218,7 +241,8 @@ def insert_missing(conn: Connection, rows: Rows, any_period: bool) -> int:
             rows.granted_qty[keep],
             rows.carried_qty[keep],
         )
-        insert_new(conn, [subset])
+        if subset.n:
+            conn.execute(insert(_TABLE), _dicts(subset))
         return subset.n
     _temp(conn)
     _copy(conn, "opening_rows", [rows])
@@ -270,7 +294,7 @@ def previous_rows(
         .where(_A.period_start == period_start.astimezone(UTC))
         .order_by(_A.holder_id)
     )
-    return _ints(
+    touched = _ints(
         conn,
         stmt,
         "SELECT holder_id, base_qty, carried_qty, topup_qty, used_qty, held_qty FROM allowances "
@@ -278,6 +302,19 @@ def previous_rows(
         {"t": holder_type, "p": product_code, "s": period_start},
         6,
     )
+    gid, gbase, _, gcarried = grants.period_columns(conn, holder_type, product_code, period_start)
+    untouched = ~np.isin(gid, touched[0])
+    if not untouched.any():
+        return touched
+    zero = np.zeros(int(untouched.sum()), dtype=np.int64)
+    merged = [
+        np.concatenate((column, extra))
+        for column, extra in zip(
+            touched, (gid[untouched], gbase[untouched], gcarried[untouched], zero, zero, zero), strict=True
+        )
+    ]
+    order = np.argsort(merged[0], kind="stable")
+    return [column[order] for column in merged]
 
 
 def openings(conn: Connection, holder_type: str, product_code: str, period_start: datetime | None) -> int:
@@ -296,22 +333,25 @@ def record_opening(conn: Connection, **values: Any) -> None:
 def holder_allowances(
     conn: Connection, holder_type: str, holder_id: int, at: datetime
 ) -> list[dict[str, Any]]:
-    """A holder's allowance rows serving ``at`` (started, not ended; rolling rows always), for explain."""
-    stmt = (
-        select(_TABLE)
-        .where(_A.holder_type == holder_type, _A.holder_id == holder_id, _A.period_start <= at)
-        .where(
-            _A.period_end.is_(None)
-            | (_A.period_end > at)
-            | _A.period_start.in_(
-                select(func.max(_A.period_start)).where(
-                    _A.holder_type == holder_type, _A.holder_id == holder_id
-                )
-            )
-        )
-        .order_by(_A.product_code, _A.period_start)
-    )
-    return [dict(r) for r in conn.execute(stmt).mappings()]
+    """A holder's allowance rows serving ``at`` (started, not ended; rolling rows always; and those of
+    the holder's latest start), grants not yet touched included (id None), for explain."""
+    stmt = select(_TABLE).where(_A.holder_type == holder_type, _A.holder_id == holder_id)
+    rows = [dict(r) for r in conn.execute(stmt).mappings()]
+    rows += grants.holder_rows(conn, holder_type, holder_id)
+    if not rows:
+        return []
+    for row in rows:
+        for name in ("period_start", "period_end"):
+            if row[name] is not None and row[name].tzinfo is None:
+                row[name] = row[name].replace(tzinfo=UTC)
+    latest = max(r["period_start"] for r in rows)
+    serving = [
+        r
+        for r in rows
+        if r["period_start"] <= at
+        and (r["period_end"] is None or r["period_end"] > at or r["period_start"] == latest)
+    ]
+    return sorted(serving, key=lambda r: (r["product_code"], r["period_start"]))
 
 
 def period_rows(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, insert
+import numpy as np
+from sqlalchemy import Connection, Engine, insert
 
 from card_backend.card.models import Card
 from card_backend.family.models import Family, Person
 from card_backend.point.models import Point
+from quota import opening_repository
 from quota.domain.terms import PeriodKind, PriceTier, Terms
 from quota.models import Allowance, Product, RuleVersion
 
@@ -32,8 +35,14 @@ class Population:
     allowance_of: dict[tuple[int, str], int]  # (family id, product) -> allowance id
 
 
-def seed(engine: Engine, families: int = 3, sugar_qty: int = 4000, diesel_qty: int = 200_000) -> Population:
-    """``families`` families with two members each, cards for all, two points, allowances for November."""
+def seed(
+    engine: Engine, families: int = 3, sugar_qty: int = 4000, diesel_qty: int = 200_000, grants: bool = False
+) -> Population:
+    """``families`` families with two members each, cards for all, two points, allowances for November.
+
+    With ``grants`` (PostgreSQL) the allowances are stored as a period opening stores them — grants the
+    ledger turns into rows when first touched — and ``allowance_of`` is empty.
+    """
     with engine.begin() as conn:
         conn.execute(insert(Product), [
             {"code": "sugar", "name_ar": "سكر", "name_en": "Sugar", "unit": "g", "price_per_qty": 1000},
@@ -87,5 +96,32 @@ def seed(engine: Engine, families: int = 3, sugar_qty: int = 4000, diesel_qty: i
         conn.execute(insert(Family), fams)
         conn.execute(insert(Person), persons)
         conn.execute(insert(Card), cards)
-        conn.execute(insert(Allowance), allowances)
+        if grants:
+            _store_as_grants(conn, allowances)
+            allowance_of = {}
+        else:
+            conn.execute(insert(Allowance), allowances)
     return Population(families, family_card, member_cards, allowance_of)
+
+
+def _store_as_grants(conn: Connection, allowances: list[dict[str, Any]]) -> None:
+    batches = []
+    for terms in TERMS:
+        mine = [a for a in allowances if a["product_code"] == terms.product_code]
+        batches.append(opening_repository.Rows(
+            "family", terms.product_code, terms.rule_version_id,
+            mine[0]["period_start"], mine[0]["period_end"],
+            np.array([a["holder_id"] for a in mine], dtype=np.int64),
+            np.array([a["base_qty"] for a in mine], dtype=np.int64),
+            np.array([a["granted_qty"] for a in mine], dtype=np.int64),
+            np.zeros(len(mine), dtype=np.int64),
+        ))
+    stored = opening_repository.insert_new(conn, batches, T0)
+    assert len(stored) == len(batches), "the seed fits grants"
+    for i, rows in enumerate(batches):
+        run_id, slot = stored[i]
+        opening_repository.record_opening(
+            conn, holder_type="family", product_code=rows.product_code, rule_code=rows.product_code,
+            rule_version_id=rows.rule_version_id, period_start=rows.period_start, period_end=rows.period_end,
+            rows=rows.n, carried_qty=0, points=0, opened_at=T0, opened_by="test", run_id=run_id, slot=slot,
+        )

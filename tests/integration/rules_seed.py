@@ -6,8 +6,10 @@ chosen so every rule of the demo set has holders on both sides of its predicates
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import asdict
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
@@ -15,7 +17,7 @@ from sqlalchemy.orm import Session
 from card_backend.family.models import Exclusion, Family, Person
 from card_backend.licence.models import Licence, LicenceState
 from card_backend.vehicle.models import Vehicle
-from quota import rules_repository
+from quota import ledger_repository, rules_repository
 from quota.domain.rules import RuleSet, ruleset_from_yaml
 
 DEMO = Path(__file__).resolve().parents[2] / "quota" / "rulesets" / "demo.yaml"
@@ -144,3 +146,24 @@ def seed_rules(session: Session) -> RuleSet:
     for r in rs.rules:
         rules_repository.add_version(session, r, "test")
     return rs
+
+
+def touch(session: Session, holder_type: str, holder_ids: list[int], product: str, at: datetime) -> None:
+    """Let the ledger touch these allowances at ``at``, as a redemption would: an opened grant becomes
+    an ``allowances`` row (on PostgreSQL opening stores grants; SQLite rows already exist)."""
+    ledger_repository.lock_current_allowances(
+        session.connection(), [(holder_type, h, product) for h in holder_ids], at
+    )
+
+
+def allowance_rows(
+    session: Session, holder_type: str, holder_ids: list[int], product: str
+) -> list[dict[str, Any]]:
+    """Every allowance of these holders for the product, by holder then period start, as the ledger
+    reads them (rows and grants not yet touched alike)."""
+    return [
+        asdict(state)
+        for h in holder_ids
+        for state in ledger_repository.allowances_of_holder(session.connection(), holder_type, h)
+        if state.product_code == product
+    ]

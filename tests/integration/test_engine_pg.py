@@ -56,8 +56,11 @@ def check_invariants(db: Engine, acknowledged: list[tuple[Redemption, Outcome]])
     assert all(count == 1 for count in journal.values())
 
 
-def test_64_workers_on_10_hot_holders_never_overdraw(pg_engine: Engine) -> None:
-    pop = seed(pg_engine, families=10)
+@pytest.mark.parametrize("stored_as", ["rows", "grants"])
+def test_64_workers_on_10_hot_holders_never_overdraw(pg_engine: Engine, stored_as: str) -> None:
+    """Also when the allowances are still the grants an opening stored: the first groups to touch a
+    holder make its row, concurrently, and exactly one row results."""
+    pop = seed(pg_engine, families=10, grants=stored_as == "grants")
     terms = StaticTerms(TERMS)
     requests = hot_requests(pop, 1600, random.Random(7))
     with GroupCommitEngine(pg_engine, terms, writers=3, clock=lambda: NOW) as a, \
@@ -72,6 +75,12 @@ def test_64_workers_on_10_hot_holders_never_overdraw(pg_engine: Engine) -> None:
             text("SELECT sum(used_qty) FROM allowances WHERE product_code = 'sugar'")
         ).scalar()
     assert total_used == sum(r.quantity_qty for r, o in results if o.ok)
+    with pg_engine.connect() as conn:
+        per_key = conn.execute(
+            text("SELECT count(*) FROM allowances WHERE product_code = 'sugar' "
+                 "GROUP BY holder_type, holder_id, product_code, period_start")
+        ).scalars().all()
+    assert set(per_key) == {1} and len(per_key) == 10  # one sugar row per hot family, no duplicate
 
 
 def test_retries_of_the_same_ids_apply_once(pg_engine: Engine) -> None:

@@ -11,21 +11,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from quota import rules_repository
 from quota.domain.rules import Rule
 from quota.opening import at_of, open_period
-from tests.integration.rules_seed import EXCLUDED_FAMILY, seed_registry, seed_rules
+from tests.integration.rules_seed import EXCLUDED_FAMILY, allowance_rows, seed_registry, seed_rules, touch
 
 NOV = datetime(2026, 11, 18, 12, tzinfo=UTC)
 DEC = datetime(2026, 12, 2, 12, tzinfo=UTC)
 
 
 def rows(session: Session, product: str) -> dict[int, dict[str, Any]]:
-    result = session.execute(
-        text("SELECT * FROM allowances WHERE product_code = :p ORDER BY holder_id, period_start"),
-        {"p": product},
-    ).mappings()
-    out: dict[int, dict[str, Any]] = {}
-    for r in result:
-        out[r["holder_id"]] = dict(r)  # the latest period per holder wins
-    return out
+    """The product's allowance per holder (the latest period wins), as the ledger reads them."""
+    return {r["holder_id"]: r for r in every_row(session, product)}
+
+
+def every_row(session: Session, product: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for holder_type, table in (("family", "families"), ("person", "persons"), ("vehicle", "vehicles")):
+        ids = [int(i) for (i,) in session.execute(text(f"SELECT id FROM {table} ORDER BY id"))]
+        found += allowance_rows(session, holder_type, ids, product)
+    return found
 
 
 def setup(factory: sessionmaker[Session]) -> None:
@@ -88,10 +90,7 @@ def test_reopening_is_idempotent_and_adds_only_new_holders(session_factory: sess
     assert by_rule["gasoline_private"] == 0
     with session_factory() as s:
         assert rows(s, "sugar")[6]["granted_qty"] == 1000
-        count = s.execute(
-            text("SELECT count(*) FROM allowances WHERE product_code = 'gas_cylinder'")
-        ).scalar()
-        assert count == 5
+        assert len(every_row(s, "gas_cylinder")) == 5
 
 
 def test_a_rule_edited_after_opening_does_not_change_the_opened_period(
@@ -112,14 +111,9 @@ def test_a_rule_edited_after_opening_does_not_change_the_opened_period(
         open_period(s, at=NOV)  # a repeat in November keeps November as opened
         open_period(s, at=DEC)
     with session_factory() as s:
-        nov = s.execute(
-            text(
-                "SELECT granted_qty, rule_version_id FROM allowances WHERE product_code = 'sugar' "
-                "AND holder_id = 2 ORDER BY period_start"
-            )
-        ).all()
+        nov = [(r["granted_qty"], r["rule_version_id"]) for r in allowance_rows(s, "family", [2], "sugar")]
         # December under version 2: 2 kg, plus 1 kg carried (the cap) of November's unused 4 kg
-        assert [tuple(r) for r in nov] == [(4000, old_id), (3000, new.id)]
+        assert nov == [(4000, old_id), (3000, new.id)]
 
 
 def test_carry_over_up_to_the_cap_and_points_at_the_next_period(
@@ -131,6 +125,8 @@ def test_carry_over_up_to_the_cap_and_points_at_the_next_period(
     with session_factory.begin() as s:
         # family 1 used 500 g of 2 kg sugar (1.5 kg unused, cap 1 kg); family 2 used all 4 kg;
         # family 3 drew one of its two bread bundles on 18 Nov (1 unused → 10 points).
+        touch(s, "family", [1, 2, 3, 4, 5, 6], "sugar", NOV)
+        touch(s, "family", [1, 2, 3, 4, 5, 6], "bread", NOV)
         s.execute(text("UPDATE allowances SET used_qty = 500 WHERE product_code = 'sugar' AND holder_id = 1"))
         s.execute(
             text("UPDATE allowances SET used_qty = 4000 WHERE product_code = 'sugar' AND holder_id = 2")

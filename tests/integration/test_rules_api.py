@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -10,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from card_backend.auth.principal import Role
-from tests.integration.rules_seed import demo_ruleset, seed_registry
+from tests.integration.rules_seed import demo_ruleset, seed_registry, touch
 
 Auth = Callable[..., dict[str, str]]
 NOV = "2026-11-18T12:00:00+00:00"
@@ -93,6 +94,7 @@ def test_simulate_a_proposed_change_against_the_current_rules(
     # nothing was written
     with session_factory() as s:
         assert s.execute(text("SELECT count(*) FROM allowances")).scalar() == 0
+        assert s.execute(text("SELECT count(*) FROM grant_runs")).scalar() == 0
 
 
 def test_open_then_explain_a_holder(
@@ -108,6 +110,7 @@ def test_open_then_explain_a_holder(
     assert r.json()["rows"] > 0
     # the government car has drawn 50 L an hour ago: the gap decides the next answer
     with session_factory.begin() as s:
+        touch(s, "vehicle", [4], "gasoline", datetime.fromisoformat(NOV))
         s.execute(
             text(
                 "UPDATE allowances SET used_qty = 50000, last_redeemed_at = :t WHERE holder_type = 'vehicle' "
@@ -145,6 +148,7 @@ def test_unserved_report_lists_families_that_drew_no_heating_oil(
         == 200
     )
     with session_factory.begin() as s:
+        touch(s, "family", [1, 3], "heating_diesel", datetime(2025, 11, 1, 12, tzinfo=UTC))
         s.execute(
             text(
                 "UPDATE allowances SET used_qty = 100000 WHERE product_code = 'heating_diesel' "

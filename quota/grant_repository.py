@@ -1,0 +1,302 @@
+"""Allowances as opened, stored by blocks of holders until the ledger first touches them (PostgreSQL).
+
+Opening a month for a million families computes six million allowances. Written as six million
+``allowances`` rows they cost PostgreSQL about a microsecond each before any index is maintained —
+far over the opening's two seconds — while the ledger will touch only those a family actually draws
+on. So on PostgreSQL an opening stores what it computed the way it computed it, as columns
+(migration 0006):
+
+* a *run* per holder type: the rules opened together (one *slot* each) and a block size;
+* one ``allowance_grants`` row per block of consecutive holder ids, whose arrays hold every slot of
+  every holder of the block: ``granted_qty`` (0 = no allowance), and ``base_qty`` / ``carried_qty``
+  (NULL for the whole run when base = granted and nothing was carried).
+
+The rows travel by binary COPY from one numpy structured array (no Python loop) and come back the
+same way: every row of a run has the same layout, so ``np.frombuffer`` reads a COPY out in place.
+
+The ledger *materialises* an allowance — inserts its ``allowances`` row from the grant — the first
+time a redemption, hold, top-up or rebind touches that holder and product in a live period
+(``MATERIALISE``, run before the rows are locked; ``ON CONFLICT DO NOTHING`` in key order, so
+concurrent groups agree). Until then every reader sees the grant as an untouched allowance:
+``holder_rows`` (quota, explain) and ``period_columns`` (carry-over, top-ups, the unserved report).
+
+Where grants do not fit — SQLite, a quantity over 2^31 - 1, holder ids too sparse for blocks — the
+opening writes ``allowances`` rows directly, as it always did; both forms can coexist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+from quota.domain.eligibility import IntArray
+
+if TYPE_CHECKING:
+    from quota.opening_repository import Rows
+
+# A block's arrays stay under PostgreSQL's 2 kB in-line threshold when only granted_qty is stored.
+_BLOCK_BYTES = 1792
+_INT4_MAX = 2**31 - 1
+_INT4_OID = 23
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+_TRAILER = b"\xff\xff"
+
+# Insert the allowance rows of live grants not yet in ``allowances`` for the group's keys, in key
+# order (so two groups materialising the same keys wait for each other instead of deadlocking).
+# Run before the group locks its rows; ``%(keys)s`` is the lock statement's JSON document.
+MATERIALISE = (
+    "INSERT INTO allowances (holder_type, holder_id, product_code, rule_version_id, period_start, "
+    "period_end, base_qty, granted_qty, carried_qty) "
+    "SELECT k.t, k.i, k.p, o.rule_version_id, o.period_start, o.period_end, "
+    "COALESCE(g.base_qty[x.ix], g.granted_qty[x.ix]), g.granted_qty[x.ix], COALESCE(g.carried_qty[x.ix], 0) "
+    "FROM json_to_recordset(%(keys)s::json) AS k(t text, i bigint, p text) "
+    "JOIN period_openings o ON o.holder_type = k.t AND o.product_code = k.p AND o.run_id IS NOT NULL "
+    "AND o.period_start <= %(now)s AND (o.period_end IS NULL OR o.period_end > %(now)s) "
+    "JOIN grant_runs r ON r.id = o.run_id "
+    "JOIN allowance_grants g ON g.run_id = o.run_id AND g.block = k.i / r.block_size "
+    "CROSS JOIN LATERAL (SELECT (mod(k.i, r.block_size) * r.slots + o.slot + 1)::int AS ix) x "
+    "WHERE g.granted_qty[x.ix] > 0 AND NOT EXISTS (SELECT 1 FROM allowances a WHERE a.holder_type = k.t "
+    "AND a.holder_id = k.i AND a.product_code = k.p AND a.period_start >= o.period_start) "
+    "ORDER BY k.t, k.i, k.p, o.period_start "
+    "ON CONFLICT (holder_type, holder_id, product_code, period_start) DO NOTHING"
+)
+
+_HOLDER_GRANTS = (
+    "SELECT o.product_code, o.rule_version_id, o.period_start, o.period_end, "
+    "COALESCE(g.base_qty[x.ix], g.granted_qty[x.ix]), g.granted_qty[x.ix], COALESCE(g.carried_qty[x.ix], 0) "
+    "FROM period_openings o JOIN grant_runs r ON r.id = o.run_id "
+    "JOIN allowance_grants g ON g.run_id = o.run_id AND g.block = :hid / r.block_size "
+    "CROSS JOIN LATERAL (SELECT (mod(:hid, r.block_size) * r.slots + o.slot + 1)::int AS ix) x "
+    "WHERE o.holder_type = :t AND g.granted_qty[x.ix] > 0 AND NOT EXISTS (SELECT 1 FROM allowances a "
+    "WHERE a.holder_type = :t AND a.holder_id = :hid AND a.product_code = o.product_code "
+    "AND a.period_start = o.period_start) ORDER BY o.product_code, o.period_start"
+)
+
+
+def is_pg(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def block_size(slots: int) -> int:
+    """Holders per block: a power of two whose ``granted_qty`` array stays in line (at least 8)."""
+    size = 8
+    while size * 2 * slots * 4 <= _BLOCK_BYTES:
+        size *= 2
+    return size
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one run's holders sit: the sorted blocks it writes and the size of each."""
+
+    blocks: IntArray
+    size: int
+    slots: int
+    with_base: bool
+    with_carried: bool
+
+    def dtype(self) -> np.dtype[Any]:
+        m = self.size * self.slots
+        fields: list[tuple[Any, ...]] = [
+            ("n", ">i2"),
+            ("l0", ">i4"),
+            ("run", ">i4"),
+            ("l1", ">i4"),
+            ("blk", ">i8"),
+        ]
+        for name, present in (("g", True), ("b", self.with_base), ("c", self.with_carried)):
+            fields.append((f"{name}_len", ">i4"))
+            if present:
+                fields += [(f"{name}_hdr", ">i4", (5,)), (f"{name}_els", ">i4", (m, 2))]
+        return np.dtype(fields)
+
+
+def layout(batches: Sequence[Rows]) -> Layout | None:
+    """The layout of these rules' rows (one holder type), or None where grants do not fit."""
+    if not batches:
+        return None
+    ids = np.unique(np.concatenate([r.holder_ids for r in batches]))
+    if len(ids) == 0 or ids[0] < 0:
+        return None
+    for rows in batches:
+        for values in (rows.granted_qty, rows.base_qty, rows.carried_qty):
+            if len(values) and (values.min() < 0 or values.max() > _INT4_MAX):
+                return None
+    size = block_size(len(batches))
+    blocks = np.unique(ids // size)
+    if len(blocks) * size > 4 * len(ids) + size:  # ids too sparse: blocks would be mostly empty
+        return None
+    with_base = any(bool((r.base_qty != r.granted_qty).any()) for r in batches)
+    with_carried = any(bool(r.carried_qty.any()) for r in batches)
+    return Layout(blocks, size, len(batches), with_base, with_carried)
+
+
+def _wire(run_id: int, plan: Layout, batches: Sequence[Rows]) -> bytes:
+    """The run's ``allowance_grants`` rows in binary COPY format (without header and trailer)."""
+    nb, size, k = len(plan.blocks), plan.size, plan.slots
+    cube = {name: np.zeros((nb, size, k), dtype=np.int64) for name in ("g", "b", "c")}
+    for slot, rows in enumerate(batches):
+        at = np.searchsorted(plan.blocks, rows.holder_ids // size)
+        off = rows.holder_ids % size
+        cube["g"][at, off, slot] = rows.granted_qty
+        cube["b"][at, off, slot] = rows.base_qty
+        cube["c"][at, off, slot] = rows.carried_qty
+    buf = np.zeros(nb, dtype=plan.dtype())
+    buf["n"], buf["l0"], buf["run"], buf["l1"], buf["blk"] = 5, 4, run_id, 8, plan.blocks
+    m = size * k
+    for name, present in (("g", True), ("b", plan.with_base), ("c", plan.with_carried)):
+        if not present:
+            buf[f"{name}_len"] = -1
+            continue
+        buf[f"{name}_len"] = 20 + 8 * m
+        buf[f"{name}_hdr"] = (1, 0, _INT4_OID, m, 1)
+        els = buf[f"{name}_els"]
+        els[:, :, 0] = 4
+        els[:, :, 1] = cube[name].reshape(nb, m)
+    return buf.tobytes()
+
+
+def write_run(conn: Connection, holder_type: str, plan: Layout, batches: Sequence[Rows], at: datetime) -> int:
+    """Store one holder type's rules as a run of grants; returns the run id (slot = index in ``batches``)."""
+    holders = len(np.unique(np.concatenate([r.holder_ids for r in batches])))
+    run_id = int(
+        conn.execute(
+            text(
+                "INSERT INTO grant_runs (holder_type, slots, block_size, with_base, with_carried, holders, "
+                "opened_at) VALUES (:t, :k, :b, :wb, :wc, :h, :at) RETURNING id"
+            ),
+            {
+                "t": holder_type,
+                "k": plan.slots,
+                "b": plan.size,
+                "wb": plan.with_base,
+                "wc": plan.with_carried,
+                "h": holders,
+                "at": at,
+            },
+        ).scalar_one()
+    )
+    data = _wire(run_id, plan, batches)
+    raw: Any = conn.connection.driver_connection
+    with (
+        raw.cursor() as cur,
+        cur.copy(
+            "COPY allowance_grants (run_id, block, granted_qty, base_qty, carried_qty) "
+            "FROM STDIN (FORMAT BINARY)"
+        ) as cp,
+    ):
+        cp.write(_HEADER)
+        view = memoryview(data)
+        for i in range(0, len(data), 8 << 20):
+            cp.write(view[i : i + (8 << 20)])
+        cp.write(_TRAILER)
+    return run_id
+
+
+@dataclass(frozen=True)
+class _Opening:
+    run_id: int
+    slot: int
+    slots: int
+    size: int
+    with_base: bool
+    with_carried: bool
+
+
+def _openings(
+    conn: Connection, holder_type: str, product_code: str, period_start: datetime | None
+) -> list[_Opening]:
+    where = " AND o.period_start = :s" if period_start is not None else ""
+    rows = conn.execute(
+        text(
+            "SELECT o.run_id, o.slot, r.slots, r.block_size, r.with_base, r.with_carried "
+            "FROM period_openings o JOIN grant_runs r ON r.id = o.run_id "
+            f"WHERE o.holder_type = :t AND o.product_code = :p{where} ORDER BY o.run_id, o.slot"
+        ),
+        {"t": holder_type, "p": product_code, "s": period_start},
+    ).all()
+    return [_Opening(int(a), int(b), int(c), int(d), bool(e), bool(f)) for a, b, c, d, e, f in rows]
+
+
+def _read_run(conn: Connection, o: _Opening) -> np.ndarray[Any, Any]:
+    """All blocks of a run, as the structured array they were written from (COPY out, in place)."""
+    plan = Layout(np.zeros(0, np.int64), o.size, o.slots, o.with_base, o.with_carried)
+    raw: Any = conn.connection.driver_connection
+    with (
+        raw.cursor() as cur,
+        cur.copy(
+            "COPY (SELECT run_id, block, granted_qty, base_qty, carried_qty FROM allowance_grants "
+            f"WHERE run_id = {int(o.run_id)} ORDER BY block) TO STDOUT (FORMAT BINARY)"
+        ) as cp,
+    ):
+        data = b"".join(bytes(chunk) for chunk in cp)
+    body = data[len(_HEADER) : len(data) - len(_TRAILER)]
+    return np.frombuffer(body, dtype=plan.dtype())
+
+
+def period_columns(
+    conn: Connection, holder_type: str, product_code: str, period_start: datetime | None
+) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+    """Grants of a product's period (of any period with ``None``): holder_id, base, granted and
+    carried per holder, by run then holder id. Empty on SQLite (it has no grants)."""
+    empty = np.zeros(0, dtype=np.int64)
+    if not is_pg(conn):
+        return empty, empty, empty, empty
+    parts: list[tuple[IntArray, IntArray, IntArray, IntArray]] = []
+    for o in _openings(conn, holder_type, product_code, period_start):
+        buf = _read_run(conn, o)
+
+        def column(name: str, o: _Opening = o, buf: np.ndarray[Any, Any] = buf) -> IntArray:
+            cube = buf[f"{name}_els"][:, :, 1].reshape(len(buf), o.size, o.slots)
+            return np.asarray(cube[:, :, o.slot], dtype=np.int64)
+
+        granted = column("g")
+        blk, off = np.nonzero(granted > 0)
+        ids = buf["blk"].astype(np.int64)[blk] * o.size + off
+        base = column("b")[blk, off] if o.with_base else granted[blk, off]
+        carried = column("c")[blk, off] if o.with_carried else np.zeros(len(ids), dtype=np.int64)
+        parts.append((ids, base, granted[blk, off], carried))
+    if not parts:
+        return empty, empty, empty, empty
+    ids, base, granted, carried = (np.concatenate(c) for c in zip(*parts, strict=True))
+    return ids, base, granted, carried
+
+
+def holder_rows(conn: Connection, holder_type: str, holder_id: int) -> list[dict[str, Any]]:
+    """A holder's grants not yet materialised, as untouched ``allowances`` rows (id None)."""
+    if not is_pg(conn):
+        return []
+    rows = conn.execute(text(_HOLDER_GRANTS), {"t": holder_type, "hid": holder_id}).all()
+    return [
+        {
+            "id": None,
+            "holder_type": holder_type,
+            "holder_id": holder_id,
+            "product_code": p,
+            "rule_version_id": int(v),
+            "period_start": s,
+            "period_end": e,
+            "base_qty": int(b),
+            "granted_qty": int(g),
+            "used_qty": 0,
+            "held_qty": 0,
+            "carried_qty": int(c),
+            "topup_qty": 0,
+            "last_redeemed_at": None,
+            "home_point_code": None,
+            "binding_changes": 0,
+        }
+        for p, v, s, e, b, g, c in rows
+    ]
+
+
+def materialise(conn: Connection, keys_doc: str, now: datetime) -> None:
+    """Insert the allowance rows of live grants for the keys (JSON ``[{"t", "i", "p"}]``)."""
+    if is_pg(conn):
+        raw: Any = conn.connection.driver_connection
+        raw.execute(MATERIALISE, {"keys": keys_doc, "now": now})

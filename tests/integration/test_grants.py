@@ -1,0 +1,128 @@
+"""Grants: how PostgreSQL stores an opened period until the ledger touches an allowance (issue 3, d).
+
+What goes in comes back the same through every reader (period columns for carry-over and top-ups,
+a holder's allowances for the quota view and explain), a first touch turns exactly one grant into
+a row, and rows that would not fit the compact form (sparse ids, huge quantities) are written as
+ordinary allowances instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, text
+
+from quota import grant_repository, ledger_repository, opening_repository
+from quota.opening_repository import Rows
+
+pytestmark = pytest.mark.postgres
+START = datetime(2026, 11, 1, tzinfo=UTC)
+END = START + timedelta(days=30)
+PRODUCTS = ("sugar", "rice", "tea")
+
+
+def _batches(rng: np.random.Generator, holders: int) -> list[Rows]:
+    out = []
+    for slot, product in enumerate(PRODUCTS):
+        ids = np.sort(rng.choice(np.arange(1, holders + 1), size=holders * 2 // 3, replace=False))
+        base = rng.integers(1, 50_000, size=len(ids))
+        carried = rng.integers(0, 3, size=len(ids)) * 500 if slot == 1 else np.zeros(len(ids), np.int64)
+        extra = rng.integers(0, 2, size=len(ids)) * 1_000
+        out.append(Rows("family", product, 10 + slot, START, END, ids, base, base + extra + carried, carried))
+    return out
+
+
+def _open(conn, batches: list[Rows]) -> None:  # type: ignore[no-untyped-def]
+    stored = opening_repository.insert_new(conn, batches, START)
+    for i, rows in enumerate(batches):
+        run_id, slot = stored.get(i, (None, None))
+        opening_repository.record_opening(
+            conn, holder_type=rows.holder_type, product_code=rows.product_code, rule_code=rows.product_code,
+            rule_version_id=rows.rule_version_id, period_start=rows.period_start, period_end=rows.period_end,
+            rows=rows.n, carried_qty=0, points=0, opened_at=START, opened_by="test", run_id=run_id, slot=slot,
+        )
+
+
+def test_every_reader_sees_what_the_opening_stored(pg_engine: Engine) -> None:
+    batches = _batches(np.random.default_rng(3), 2_000)
+    with pg_engine.begin() as conn:
+        _open(conn, batches)
+        assert conn.scalar(text("SELECT count(*) FROM allowances")) == 0
+        assert conn.scalar(text("SELECT count(*) FROM grant_runs")) == 1
+    with pg_engine.connect() as conn:
+        for rows in batches:
+            ids, base, granted, carried = grant_repository.period_columns(
+                conn, "family", rows.product_code, START
+            )
+            assert ids.tolist() == rows.holder_ids.tolist()
+            assert base.tolist() == rows.base_qty.tolist()
+            assert granted.tolist() == rows.granted_qty.tolist()
+            assert carried.tolist() == rows.carried_qty.tolist()
+        for holder in (1, 2, 777, 2_000):
+            seen = {
+                s.product_code: (s.base_qty, s.granted_qty, s.carried_qty, s.used_qty, s.rule_version_id)
+                for s in ledger_repository.allowances_of_holder(conn, "family", holder)
+            }
+            expected = {}
+            for rows in batches:
+                at = np.flatnonzero(rows.holder_ids == holder)
+                if len(at):
+                    i = int(at[0])
+                    expected[rows.product_code] = (int(rows.base_qty[i]), int(rows.granted_qty[i]),
+                                                   int(rows.carried_qty[i]), 0, rows.rule_version_id)
+            assert seen == expected
+
+
+def test_a_touch_makes_one_row_and_readers_then_read_the_row(pg_engine: Engine) -> None:
+    batches = _batches(np.random.default_rng(5), 300)
+    sugar = batches[0]
+    holder = int(sugar.holder_ids[0])
+    with pg_engine.begin() as conn:
+        _open(conn, batches)
+    now = START + timedelta(days=3)
+    with pg_engine.begin() as conn:
+        states = ledger_repository.lock_current_allowances(conn, [("family", holder, "sugar")], now)
+        state = states[("family", holder, "sugar")]
+        assert state.id > 0 and state.granted_qty == int(sugar.granted_qty[0]) and state.used_qty == 0
+        ledger_repository.write_allowances(conn, [replace(state, used_qty=700)])
+    with pg_engine.begin() as conn:  # a second touch finds the row, makes no other
+        again = ledger_repository.lock_current_allowances(conn, [("family", holder, "sugar")], now)
+        assert again[("family", holder, "sugar")].used_qty == 700
+        assert conn.scalar(text("SELECT count(*) FROM allowances")) == 1
+    with pg_engine.connect() as conn:
+        every = ledger_repository.allowances_of_holder(conn, "family", holder)
+        mine = [s for s in every if s.product_code == "sugar"]
+        assert [(s.id > 0, s.used_qty) for s in mine] == [(True, 700)]
+        hid, _, _, _, used, _ = opening_repository.previous_rows(conn, "family", "sugar", START)
+        assert hid.tolist() == sugar.holder_ids.tolist()  # touched and untouched, once each
+        assert used[hid == holder].tolist() == [700] and int(used.sum()) == 700
+    # a touch after the period ended makes nothing: the grant is not live
+    with pg_engine.begin() as conn:
+        late = ledger_repository.lock_current_allowances(
+            conn, [("family", int(sugar.holder_ids[1]), "sugar")], END + timedelta(hours=1)
+        )
+        assert late == {}
+        assert conn.scalar(text("SELECT count(*) FROM allowances")) == 1
+
+
+def test_rows_that_do_not_fit_grants_are_written_as_allowances(pg_engine: Engine) -> None:
+    sparse = np.array([1, 10_000_000, 20_000_000], dtype=np.int64)
+    huge = np.array([1, 2, 3], dtype=np.int64)
+    ones = np.ones(3, dtype=np.int64)
+    with pg_engine.begin() as conn:
+        _open(conn, [Rows("family", "sugar", 1, START, END, sparse, ones, ones, ones * 0)])
+        _open(conn, [Rows("vehicle", "gasoline", 2, START, END, huge, ones, ones * 2**33, ones * 0)])
+        assert conn.scalar(text("SELECT count(*) FROM grant_runs")) == 0
+        assert conn.scalar(text("SELECT count(*) FROM allowances")) == 6
+        got = ledger_repository.allowances_of_holder(conn, "vehicle", 2)
+        assert [s.granted_qty for s in got] == [2**33]
+
+
+def test_block_size_keeps_a_block_in_line() -> None:
+    for slots in (1, 6, 7, 40, 500):
+        size = grant_repository.block_size(slots)
+        assert size >= 8 and size & (size - 1) == 0
+        assert size == 8 or size * slots * 4 <= 1792
