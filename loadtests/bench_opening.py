@@ -104,7 +104,12 @@ def main() -> None:
     rs = ruleset_from_yaml((Path(opening.__file__).parent / "rulesets" / "demo.yaml").read_text())
     family_rules = [r for r in rs.rules if r.holder_type == "family"]
     with factory.begin() as s:
-        s.execute(text("TRUNCATE allowances, period_openings, products, rule_versions RESTART IDENTITY"))
+        s.execute(
+            text(
+                "TRUNCATE allowances, allowance_grants, grant_runs, period_openings, products, rule_versions "
+                "RESTART IDENTITY"
+            )
+        )
         for p in rs.products:
             rules_repository.add_product(s, p)
         versions = [(rules_repository.add_version(s, r, "bench").id, r) for r in family_rules]

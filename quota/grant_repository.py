@@ -7,9 +7,9 @@ on. So on PostgreSQL an opening stores what it computed the way it computed it, 
 (migration 0006):
 
 * a *run* per holder type: the rules opened together (one *slot* each) and a block size;
-* one ``allowance_grants`` row per block of consecutive holder ids, whose arrays hold every slot of
-  every holder of the block: ``granted_qty`` (0 = no allowance), and ``base_qty`` / ``carried_qty``
-  (NULL for the whole run when base = granted and nothing was carried).
+* one ``allowance_grants`` row per block of consecutive holder ids, whose packed 32-bit integers
+  hold every slot of every holder of the block: ``granted_qty`` (0 = no allowance), and
+  ``base_qty`` / ``carried_qty`` (NULL for the whole run when base = granted, nothing carried).
 
 The rows travel by binary COPY from one numpy structured array (no Python loop) and come back the
 same way: every row of a run has the same layout, so ``np.frombuffer`` reads a COPY out in place.
@@ -39,10 +39,9 @@ from quota.domain.eligibility import IntArray
 if TYPE_CHECKING:
     from quota.opening_repository import Rows
 
-# A block's arrays stay under PostgreSQL's 2 kB in-line threshold when only granted_qty is stored.
+# A block's granted_qty stays under PostgreSQL's 2 kB in-line threshold.
 _BLOCK_BYTES = 1792
 _INT4_MAX = 2**31 - 1
-_INT4_OID = 23
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
 _TRAILER = b"\xff\xff"
 
@@ -53,14 +52,15 @@ MATERIALISE = (
     "INSERT INTO allowances (holder_type, holder_id, product_code, rule_version_id, period_start, "
     "period_end, base_qty, granted_qty, carried_qty) "
     "SELECT k.t, k.i, k.p, o.rule_version_id, o.period_start, o.period_end, "
-    "COALESCE(g.base_qty[x.ix], g.granted_qty[x.ix]), g.granted_qty[x.ix], COALESCE(g.carried_qty[x.ix], 0) "
+    "COALESCE(grant_qty(g.base_qty, x.ix), x.q), x.q, COALESCE(grant_qty(g.carried_qty, x.ix), 0) "
     "FROM json_to_recordset(%(keys)s::json) AS k(t text, i bigint, p text) "
     "JOIN period_openings o ON o.holder_type = k.t AND o.product_code = k.p AND o.run_id IS NOT NULL "
     "AND o.period_start <= %(now)s AND (o.period_end IS NULL OR o.period_end > %(now)s) "
     "JOIN grant_runs r ON r.id = o.run_id "
     "JOIN allowance_grants g ON g.run_id = o.run_id AND g.block = k.i / r.block_size "
-    "CROSS JOIN LATERAL (SELECT (mod(k.i, r.block_size) * r.slots + o.slot + 1)::int AS ix) x "
-    "WHERE g.granted_qty[x.ix] > 0 AND NOT EXISTS (SELECT 1 FROM allowances a WHERE a.holder_type = k.t "
+    "CROSS JOIN LATERAL (SELECT e.ix, grant_qty(g.granted_qty, e.ix) AS q "
+    "FROM (SELECT (mod(k.i, r.block_size) * r.slots + o.slot)::int AS ix) e) x "
+    "WHERE x.q > 0 AND NOT EXISTS (SELECT 1 FROM allowances a WHERE a.holder_type = k.t "
     "AND a.holder_id = k.i AND a.product_code = k.p AND a.period_start >= o.period_start) "
     "ORDER BY k.t, k.i, k.p, o.period_start "
     "ON CONFLICT (holder_type, holder_id, product_code, period_start) DO NOTHING"
@@ -68,11 +68,12 @@ MATERIALISE = (
 
 _HOLDER_GRANTS = (
     "SELECT o.product_code, o.rule_version_id, o.period_start, o.period_end, "
-    "COALESCE(g.base_qty[x.ix], g.granted_qty[x.ix]), g.granted_qty[x.ix], COALESCE(g.carried_qty[x.ix], 0) "
+    "COALESCE(grant_qty(g.base_qty, x.ix), x.q), x.q, COALESCE(grant_qty(g.carried_qty, x.ix), 0) "
     "FROM period_openings o JOIN grant_runs r ON r.id = o.run_id "
     "JOIN allowance_grants g ON g.run_id = o.run_id AND g.block = :hid / r.block_size "
-    "CROSS JOIN LATERAL (SELECT (mod(:hid, r.block_size) * r.slots + o.slot + 1)::int AS ix) x "
-    "WHERE o.holder_type = :t AND g.granted_qty[x.ix] > 0 AND NOT EXISTS (SELECT 1 FROM allowances a "
+    "CROSS JOIN LATERAL (SELECT e.ix, grant_qty(g.granted_qty, e.ix) AS q "
+    "FROM (SELECT (mod(:hid, r.block_size) * r.slots + o.slot)::int AS ix) e) x "
+    "WHERE o.holder_type = :t AND x.q > 0 AND NOT EXISTS (SELECT 1 FROM allowances a "
     "WHERE a.holder_type = :t AND a.holder_id = :hid AND a.product_code = o.product_code "
     "AND a.period_start = o.period_start) ORDER BY o.product_code, o.period_start"
 )
@@ -83,7 +84,7 @@ def is_pg(conn: Connection) -> bool:
 
 
 def block_size(slots: int) -> int:
-    """Holders per block: a power of two whose ``granted_qty`` array stays in line (at least 8)."""
+    """Holders per block: a power of two whose packed ``granted_qty`` stays in line (at least 8)."""
     size = 8
     while size * 2 * slots * 4 <= _BLOCK_BYTES:
         size *= 2
@@ -99,71 +100,78 @@ class Layout:
     slots: int
     with_base: bool
     with_carried: bool
+    holders: int = 0
 
     def dtype(self) -> np.dtype[Any]:
         m = self.size * self.slots
         fields: list[tuple[Any, ...]] = [
-            ("n", ">i2"),
-            ("l0", ">i4"),
-            ("run", ">i4"),
-            ("l1", ">i4"),
-            ("blk", ">i8"),
-        ]
+            ("n", ">i2"), ("l0", ">i4"), ("run", ">i4"), ("l1", ">i4"), ("blk", ">i8"),
+        ]  # fmt: skip
         for name, present in (("g", True), ("b", self.with_base), ("c", self.with_carried)):
             fields.append((f"{name}_len", ">i4"))
             if present:
-                fields += [(f"{name}_hdr", ">i4", (5,)), (f"{name}_els", ">i4", (m, 2))]
+                fields.append((f"{name}_els", ">i4", (m,)))
         return np.dtype(fields)
 
 
 def layout(batches: Sequence[Rows]) -> Layout | None:
     """The layout of these rules' rows (one holder type), or None where grants do not fit."""
-    if not batches:
+    filled = [r for r in batches if r.n]  # every batch keeps its slot, even an empty one
+    if not filled:
         return None
-    ids = np.unique(np.concatenate([r.holder_ids for r in batches]))
-    if len(ids) == 0 or ids[0] < 0:
+    low = min(int(r.holder_ids.min()) for r in filled)
+    high = max(int(r.holder_ids.max()) for r in filled)
+    rows = sum(r.n for r in filled)
+    if low < 0 or high - low > 8 * rows + 1024:  # ids too sparse: blocks would be mostly empty
         return None
-    for rows in batches:
-        for values in (rows.granted_qty, rows.base_qty, rows.carried_qty):
-            if len(values) and (values.min() < 0 or values.max() > _INT4_MAX):
+    for r in filled:
+        for values in (r.granted_qty, r.base_qty, r.carried_qty):
+            if values.min() < 0 or values.max() > _INT4_MAX:
                 return None
     size = block_size(len(batches))
-    blocks = np.unique(ids // size)
-    if len(blocks) * size > 4 * len(ids) + size:  # ids too sparse: blocks would be mostly empty
+    present = np.zeros(high - low + 1, dtype=bool)  # a scatter, not a sort: ids are dense
+    for r in batches:
+        present[r.holder_ids - low] = True
+    holders = int(np.count_nonzero(present))
+    first = low // size
+    used = np.zeros(high // size - first + 1, dtype=bool)
+    used[(np.flatnonzero(present) + low) // size - first] = True
+    blocks = np.flatnonzero(used).astype(np.int64) + first
+    if len(blocks) * size > 4 * holders + size:
         return None
-    with_base = any(bool((r.base_qty != r.granted_qty).any()) for r in batches)
-    with_carried = any(bool(r.carried_qty.any()) for r in batches)
-    return Layout(blocks, size, len(batches), with_base, with_carried)
+    with_base = any(bool(np.any(r.base_qty != r.granted_qty)) for r in batches)
+    with_carried = any(bool(np.any(r.carried_qty)) for r in batches)
+    return Layout(blocks, size, len(batches), with_base, with_carried, holders)
 
 
 def _wire(run_id: int, plan: Layout, batches: Sequence[Rows]) -> bytes:
-    """The run's ``allowance_grants`` rows in binary COPY format (without header and trailer)."""
+    """The run's ``allowance_grants`` rows in binary COPY format (without header and trailer).
+
+    Values are scattered straight into the wire buffer: its packed integers, viewed as
+    (block, holder in block, slot), are where each rule's quantities go.
+    """
     nb, size, k = len(plan.blocks), plan.size, plan.slots
-    cube = {name: np.zeros((nb, size, k), dtype=np.int64) for name in ("g", "b", "c")}
-    for slot, rows in enumerate(batches):
-        at = np.searchsorted(plan.blocks, rows.holder_ids // size)
-        off = rows.holder_ids % size
-        cube["g"][at, off, slot] = rows.granted_qty
-        cube["b"][at, off, slot] = rows.base_qty
-        cube["c"][at, off, slot] = rows.carried_qty
+    m = size * k
     buf = np.zeros(nb, dtype=plan.dtype())
     buf["n"], buf["l0"], buf["run"], buf["l1"], buf["blk"] = 5, 4, run_id, 8, plan.blocks
-    m = size * k
+    where = np.full(int(plan.blocks[-1] - plan.blocks[0]) + 1, -1, dtype=np.int64)
+    where[plan.blocks - plan.blocks[0]] = np.arange(nb)
+    sources = {"g": "granted_qty", "b": "base_qty", "c": "carried_qty"}
     for name, present in (("g", True), ("b", plan.with_base), ("c", plan.with_carried)):
         if not present:
             buf[f"{name}_len"] = -1
             continue
-        buf[f"{name}_len"] = 20 + 8 * m
-        buf[f"{name}_hdr"] = (1, 0, _INT4_OID, m, 1)
-        els = buf[f"{name}_els"]
-        els[:, :, 0] = 4
-        els[:, :, 1] = cube[name].reshape(nb, m)
+        buf[f"{name}_len"] = 4 * m
+        cube = buf[f"{name}_els"].reshape(nb, size, k)  # a view into buf
+        for slot, rows in enumerate(batches):
+            at = where[rows.holder_ids // size - plan.blocks[0]]
+            cube[at, rows.holder_ids % size, slot] = getattr(rows, sources[name])
     return buf.tobytes()
 
 
 def write_run(conn: Connection, holder_type: str, plan: Layout, batches: Sequence[Rows], at: datetime) -> int:
     """Store one holder type's rules as a run of grants; returns the run id (slot = index in ``batches``)."""
-    holders = len(np.unique(np.concatenate([r.holder_ids for r in batches])))
+    holders = plan.holders
     run_id = int(
         conn.execute(
             text(
@@ -252,7 +260,7 @@ def period_columns(
         buf = _read_run(conn, o)
 
         def column(name: str, o: _Opening = o, buf: np.ndarray[Any, Any] = buf) -> IntArray:
-            cube = buf[f"{name}_els"][:, :, 1].reshape(len(buf), o.size, o.slots)
+            cube = buf[f"{name}_els"].reshape(len(buf), o.size, o.slots)
             return np.asarray(cube[:, :, o.slot], dtype=np.int64)
 
         granted = column("g")
