@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     worker_holds_interval_s: float = Field(default=5.0, ge=0.1, le=3600)
     worker_messages_interval_s: float = Field(default=2.0, ge=0.1, le=3600)
     worker_seal_interval_s: float = Field(default=60.0, ge=1.0, le=86_400)
+    # How often the worker checks for periods that have begun (a day's bread, a new week or month) and
+    # opens them; 0 leaves opening to ``cardctl period open``.
+    worker_periods_interval_s: float = Field(default=300.0, ge=0.0, le=86_400)
     # Walk-in sales: a product's cap per point per local day when no cap is set for it (walk_in_caps).
     walk_in_daily_cap_qty: int = Field(default=0, ge=0, le=10**12)
     walk_in_timezone: str = "Asia/Damascus"

@@ -139,9 +139,20 @@ def run_worker(
         outbox.parent.mkdir(parents=True, exist_ok=True)
     token = settings.sms_gateway_token.get_secret_value() if settings.sms_gateway_token else None
     notifier = Notifier(db, make_sender(settings.sms_gateway_url, token, outbox))
+    factory = make_session_factory(db)
+
+    def open_periods() -> int:
+        from quota.opening import open_due
+
+        with session_scope(factory) as session:
+            report = open_due(session, datetime.now(UTC), settings.governorates)
+        return report.rows if report is not None else 0
+
     jobs = Worker(ledger, notifier, holds_interval_s=settings.worker_holds_interval_s,
                   messages_interval_s=settings.worker_messages_interval_s,
-                  seal_interval_s=settings.worker_seal_interval_s)
+                  seal_interval_s=settings.worker_seal_interval_s,
+                  open_periods=open_periods if settings.worker_periods_interval_s > 0 else None,
+                  periods_interval_s=settings.worker_periods_interval_s or 300.0)
     try:
         if once:
             return jobs.run_once()

@@ -120,6 +120,7 @@ def open_period(
     when = at or (at_of(period_key, tz) if period_key else datetime.now(tz))
     day: date = when.astimezone(tz).date()
     conn = session.connection()
+    repo.lock_openings(conn)  # two openers (a worker, an administrator) take turns: the second tops up
     chosen = list(rules) if rules is not None else rules_repository.current(session, day)
     version_of = {r.code: vid for vid, r in chosen}
     # Points go to the allowance of the points product's own rule when there is one (its terms then
@@ -219,6 +220,33 @@ def open_period(
     report.seconds = time.perf_counter() - started
     report.read_s, report.load_s = read_s, load_s
     return report
+
+
+def due_rules(session: Session, at: datetime, tz: ZoneInfo = UTC) -> list[tuple[int, Rule]]:
+    """Rules in force at ``at`` whose period serving ``at`` nobody has opened yet (a rolling rule:
+    never opened; a seasonal rule between seasons is not due)."""
+    conn = session.connection()
+    due: list[tuple[int, Rule]] = []
+    for vid, rule in rules_repository.current(session, at.astimezone(tz).date()):
+        current = window(rule.period, at, tz)
+        if current is None:
+            continue
+        start = None if rule.period.kind == "rolling" else current.start
+        if not repo.openings(conn, rule.holder_type, rule.product, start):
+            due.append((vid, rule))
+    return due
+
+
+def open_due(
+    session: Session, at: datetime, governorates: tuple[str, ...] = (), tz: ZoneInfo = UTC
+) -> OpeningReport | None:
+    """Open the periods that have begun since the last opening (the worker's daily bread, a new week
+    or month); None when every current period is already open. Safe beside another opener."""
+    repo.lock_openings(session.connection())
+    due = due_rules(session, at, tz)
+    if not due:
+        return None
+    return open_period(session, at=at, rules=due, governorates=governorates, tz=tz, opened_by="worker")
 
 
 def _credit_points(

@@ -326,6 +326,13 @@ def openings(conn: Connection, holder_type: str, product_code: str, period_start
     return int(conn.execute(stmt).scalar_one())
 
 
+def lock_openings(conn: Connection) -> None:
+    """Serialise openings until the transaction ends (PostgreSQL; SQLite has one writer at a time):
+    two openers of one period would otherwise both find it unopened and both store it."""
+    if _is_pg(conn):
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('period_openings'))"))
+
+
 def record_opening(conn: Connection, **values: Any) -> None:
     conn.execute(insert(period_openings), [values])
 

@@ -1,4 +1,5 @@
-"""Background jobs of one deployment: expire holds, send messages, seal the journal.
+"""Background jobs of one deployment: open periods as they begin, expire holds, send messages, seal
+the journal.
 
 Each job runs every ``interval_s`` (bounded by the settings), in one thread, one after another: the
 jobs are short and each is safe to run from several processes (hold expiry and sealing take their
@@ -31,6 +32,7 @@ class Round:
     messages_sent: int = 0
     messages_failed: int = 0
     seals_made: int = 0
+    allowances_opened: int = 0
 
 
 @dataclass(slots=True)
@@ -44,15 +46,22 @@ class Job:
 class Worker:
     def __init__(self, ledger: LedgerService, notifier: Notifier, *, holds_interval_s: float = 5.0,
                  messages_interval_s: float = 2.0, seal_interval_s: float = 60.0,
+                 open_periods: Callable[[], int] | None = None, periods_interval_s: float = 300.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.ledger = ledger
         self.notifier = notifier
         self.monotonic = monotonic
+        self.open_periods = open_periods
         self.jobs = [
+            *([Job("periods", periods_interval_s, self._open)] if open_periods is not None else []),
             Job("holds", holds_interval_s, self._expire),
             Job("messages", messages_interval_s, self._messages),
             Job("seal", seal_interval_s, self._seal),
         ]
+
+    def _open(self, done: Round) -> None:
+        assert self.open_periods is not None
+        done.allowances_opened += self.open_periods()
 
     def _expire(self, done: Round) -> None:
         done.holds_expired += self.ledger.expire_holds()
@@ -73,7 +82,8 @@ class Worker:
             log.exception("job %s failed", job.name)
 
     def run_once(self) -> Round:
-        """Every job once, in order (expiry first, so a released hold's credit is not left unsealed)."""
+        """Every job once, in order (periods first, so a day's bread is open before anyone taps; expiry
+        before sealing, so a released hold's credit is not left unsealed)."""
         done = Round()
         for job in self.jobs:
             self._run(job, done)

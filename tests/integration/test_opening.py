@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from quota import rules_repository
 from quota.domain.rules import Rule
-from quota.opening import at_of, open_period
+from quota.opening import at_of, open_due, open_period
 from tests.integration.rules_seed import EXCLUDED_FAMILY, allowance_rows, seed_registry, seed_rules, touch
 
 NOV = datetime(2026, 11, 18, 12, tzinfo=UTC)
@@ -198,3 +198,21 @@ def test_installing_the_demo_rule_set_twice_adds_nothing_the_second_time(
     assert products == 8 and versions == 12
     with session_factory.begin() as s:
         assert rules_repository.install_demo(s) == (0, 0)
+
+
+def test_due_periods_open_once_and_a_new_day_opens_only_the_days_bread(
+    session_factory: sessionmaker[Session],
+) -> None:
+    setup(session_factory)
+    with session_factory.begin() as s:
+        first = open_due(s, NOV)
+    assert first is not None and first.rows > 0
+    assert {o.product for o in first.opened} >= {"sugar", "bread", "gas_cylinder"}
+    with session_factory.begin() as s:
+        assert open_due(s, NOV + timedelta(hours=3)) is None  # same day: nothing has begun
+    with session_factory.begin() as s:
+        nxt = open_due(s, NOV + timedelta(days=1))
+    assert nxt is not None and {o.product for o in nxt.opened} == {"bread"}
+    with session_factory() as s:
+        bread = [r for r in every_row(s, "bread") if r["holder_id"] == 1]
+        assert [r["period_start"].day for r in bread] == [18, 19]

@@ -18,10 +18,12 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from card_backend.config import Settings
+from card_backend.db import make_session_factory
 from quota.cli import run_worker
 from quota.redemption import Redemption, StaticTerms
 from quota.service import LedgerService
 from tests.integration.ledger_seed import T0, TERMS, seed
+from tests.integration.rules_seed import seed_registry, seed_rules
 
 NOW = T0 + timedelta(days=2)
 CARDCTL = Path(sys.executable).with_name("cardctl")
@@ -72,6 +74,25 @@ def test_one_round_expires_holds_delivers_messages_and_seals(engine: Engine, tmp
     again = run_worker(settings, once=True)  # nothing left to do: nothing done twice
     assert again is not None
     assert (again.holds_expired, again.messages_queued, again.messages_sent, again.seals_made) == (0, 0, 0, 0)
+
+
+def test_one_round_opens_the_periods_that_have_begun_and_the_next_opens_nothing(
+    engine: Engine, tmp_path: Path
+) -> None:
+    with make_session_factory(engine).begin() as s:
+        seed_registry(s)
+        seed_rules(s)
+    settings = Settings(database_url=engine.url.render_as_string(hide_password=False),
+                        jwt_secret="w" * 48, messages_outbox_path=tmp_path / "messages.txt")
+    done = run_worker(settings, once=True)
+    assert done is not None and done.allowances_opened > 0  # today's month, week and day, for everyone
+    again = run_worker(settings, once=True)
+    assert again is not None and again.allowances_opened == 0
+    off = settings.model_copy(update={"worker_periods_interval_s": 0})  # opening left to cardctl
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM period_openings"))
+    idle = run_worker(off, once=True)
+    assert idle is not None and idle.allowances_opened == 0
 
 
 def test_gateway_down_keeps_messages_and_the_other_jobs_run(engine: Engine, tmp_path: Path) -> None:
