@@ -8,6 +8,7 @@ ordinary allowances instead.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -15,8 +16,11 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, text
 
+from card_backend.db import make_session_factory
 from quota import grant_repository, ledger_repository, opening_repository
+from quota.opening import open_period
 from quota.opening_repository import Rows
+from tests.integration.rules_seed import seed_registry, seed_rules
 
 pytestmark = pytest.mark.postgres
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -126,3 +130,22 @@ def test_block_size_keeps_a_block_in_line() -> None:
         size = grant_repository.block_size(slots)
         assert size >= 8 and size & (size - 1) == 0
         assert size == 8 or size * slots * 4 <= 1792
+
+
+def test_two_openers_of_one_period_store_it_once(pg_engine: Engine) -> None:
+    factory = make_session_factory(pg_engine)
+    with factory.begin() as s:
+        seed_registry(s)
+        seed_rules(s)
+    at = datetime(2026, 11, 18, 12, tzinfo=UTC)
+
+    def opener(_: int) -> int:
+        with factory.begin() as s:
+            return open_period(s, at=at).rows
+
+    with ThreadPoolExecutor(2) as pool:
+        rows = sorted(pool.map(opener, range(2)))
+    assert rows[0] == 0 and rows[1] > 0  # the second waited, then found everything opened
+    with pg_engine.connect() as conn:
+        runs = conn.execute(text("SELECT holder_type, count(*) FROM grant_runs GROUP BY 1")).all()
+        assert all(n == 1 for _, n in runs) and runs
