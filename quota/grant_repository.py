@@ -130,8 +130,8 @@ def layout(batches: Sequence[Rows]) -> Layout | None:
                 return None
     size = block_size(len(batches))
     present = np.zeros(high - low + 1, dtype=bool)  # a scatter, not a sort: ids are dense
-    for r in batches:
-        present[r.holder_ids - low] = True
+    for ids in {id(r.holder_ids): r.holder_ids for r in filled}.values():  # rules share a population
+        present[ids - low] = True
     holders = int(np.count_nonzero(present))
     first = low // size
     used = np.zeros(high // size - first + 1, dtype=bool)
@@ -147,25 +147,42 @@ def layout(batches: Sequence[Rows]) -> Layout | None:
 def _wire(run_id: int, plan: Layout, batches: Sequence[Rows]) -> bytes:
     """The run's ``allowance_grants`` rows in binary COPY format (without header and trailer).
 
-    Values are scattered straight into the wire buffer: its packed integers, viewed as
-    (block, holder in block, slot), are where each rule's quantities go.
+    Each column is filled as a (holder position, slot) table and copied into the wire buffer in one
+    go; a population whose ids run without gaps (the registry's) is a slice, not a scatter.
     """
     nb, size, k = len(plan.blocks), plan.size, plan.slots
     m = size * k
     buf = np.zeros(nb, dtype=plan.dtype())
     buf["n"], buf["l0"], buf["run"], buf["l1"], buf["blk"] = 5, 4, run_id, 8, plan.blocks
-    where = np.full(int(plan.blocks[-1] - plan.blocks[0]) + 1, -1, dtype=np.int64)
-    where[plan.blocks - plan.blocks[0]] = np.arange(nb)
+    b0 = int(plan.blocks[0])
+    where = np.full(int(plan.blocks[-1]) - b0 + 1, -1, dtype=np.int64)
+    where[plan.blocks - b0] = np.arange(nb)
+    places: dict[int, slice | IntArray] = {}
+
+    def place(ids: IntArray) -> slice | IntArray:
+        """Row of each holder in the (block × holder in block) table: a slice when ids have no gaps."""
+        if id(ids) not in places:
+            lo, hi = int(ids[0]), int(ids[-1])
+            gapless = hi - lo == len(ids) - 1 and bool(np.all(ids[1:] > ids[:-1]))
+            first, last = int(where[lo // size - b0]), int(where[hi // size - b0])
+            if gapless and last - first == hi // size - lo // size:  # its blocks are consecutive rows
+                start = first * size + lo % size
+                places[id(ids)] = slice(start, start + len(ids))
+            else:
+                places[id(ids)] = where[ids // size - b0] * size + ids % size
+        return places[id(ids)]
+
     sources = {"g": "granted_qty", "b": "base_qty", "c": "carried_qty"}
     for name, present in (("g", True), ("b", plan.with_base), ("c", plan.with_carried)):
         if not present:
             buf[f"{name}_len"] = -1
             continue
         buf[f"{name}_len"] = 4 * m
-        cube = buf[f"{name}_els"].reshape(nb, size, k)  # a view into buf
+        table = np.zeros((nb * size, k), dtype=">i4")
         for slot, rows in enumerate(batches):
-            at = where[rows.holder_ids // size - plan.blocks[0]]
-            cube[at, rows.holder_ids % size, slot] = getattr(rows, sources[name])
+            if len(rows.holder_ids):
+                table[place(rows.holder_ids), slot] = getattr(rows, sources[name])
+        buf[f"{name}_els"] = table.reshape(nb, m)
     return buf.tobytes()
 
 

@@ -140,10 +140,12 @@ def open_period(
     for res in entitlement.compute([r for _, r in chosen], populations, when, tz):
         rule, mask = res.rule, res.allotted
         rolling = rule.period.kind == "rolling"
-        ids = res.cols.ids[mask]
-        base, granted = res.base_qty[mask], res.granted_qty[mask]
+        ids = res.cols.ids
+        # Whole-population arrays (0 where not allotted: base and granted are 0 where not eligible):
+        # grants store them as they are; every other writer takes ``compact()`` rows.
         roll = _carry(conn, res, ids, prices.get(rule.product, 1), tz)
-        carried = roll.carried_qty if roll is not None else np.zeros_like(ids)
+        carried = np.where(mask, roll.carried_qty, 0) if roll is not None else np.zeros_like(ids)
+        granted = res.granted_qty + carried if roll is not None else res.granted_qty
         rows = repo.Rows(
             rule.holder_type,
             rule.product,
@@ -151,33 +153,26 @@ def open_period(
             res.window.start,
             res.window.end,
             ids,
-            base,
-            granted + carried,
+            res.base_qty,
+            granted,
             carried,
+            allotted=mask,
         )
+        points_of = roll.points[mask] if roll is not None else np.zeros(0, np.int64)
         seen = repo.openings(conn, rule.holder_type, rule.product, None if rolling else res.window.start)
         if seen:
-            keep = ~np.isin(ids, repo.existing_holders(conn, rows, any_period=rolling))
-            rows = repo.Rows(
-                rows.holder_type,
-                rows.product_code,
-                rows.rule_version_id,
-                rows.period_start,
-                rows.period_end,
-                ids[keep],
-                base[keep],
-                rows.granted_qty[keep],
-                carried[keep],
-            )
+            rows = rows.compact()
+            keep = ~np.isin(rows.holder_ids, repo.existing_holders(conn, rows, any_period=rolling))
+            rows = rows.subset(keep)
             repo.insert_missing(conn, rows, any_period=rolling)
+            pts = points_of[keep] if roll is not None else points_of
         else:
-            keep = np.ones(len(ids), dtype=bool)
             fresh.append(rows)
-        pts = roll.points[keep] if roll is not None else np.zeros(0, np.int64)
+            pts = points_of
         if pts.any():
             key = (rule.holder_type, rule.unused.points_product)
             acc = points.setdefault(key, _Points(points_rule.get(key, rows.rule_version_id)))
-            acc.ids.append(rows.holder_ids)
+            acc.ids.append(rows.compact().holder_ids)
             acc.points.append(pts)
         opened = OpenedRule(
             rule.code,

@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from quota import grant_repository as grants
-from quota.domain.eligibility import IntArray
+from quota.domain.eligibility import BoolArray, IntArray
 from quota.models import Allowance
 from quota.population import int_columns
 
@@ -68,7 +68,12 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class Rows:
-    """Allowance rows of one rule (or of the points product) for one period."""
+    """Allowance rows of one rule (or of the points product) for one period.
+
+    With ``allotted`` the arrays are the whole population's (0 where a holder gets nothing) and rows
+    exist where it is true: grants store them as they are, without the copies a mask would make;
+    ``compact()`` gives the rows alone, for every other writer.
+    """
 
     holder_type: str
     product_code: str
@@ -79,10 +84,29 @@ class Rows:
     base_qty: IntArray
     granted_qty: IntArray
     carried_qty: IntArray
+    allotted: BoolArray | None = None
 
     @property
     def n(self) -> int:
+        if self.allotted is not None:
+            return int(np.count_nonzero(self.allotted))
         return int(self.holder_ids.shape[0])
+
+    def subset(self, keep: BoolArray) -> Rows:
+        return Rows(
+            self.holder_type,
+            self.product_code,
+            self.rule_version_id,
+            self.period_start,
+            self.period_end,
+            self.holder_ids[keep],
+            self.base_qty[keep],
+            self.granted_qty[keep],
+            self.carried_qty[keep],
+        )
+
+    def compact(self) -> Rows:
+        return self if self.allotted is None else self.subset(self.allotted)
 
 
 def _is_pg(conn: Connection) -> bool:
@@ -133,11 +157,12 @@ def _copy(conn: Connection, table: str, batches: list[Rows]) -> None:
         cp.write(_HEADER)
         for rows in batches:
             if rows.n:
-                cp.write(binary_rows(rows))
+                cp.write(binary_rows(rows.compact()))
         cp.write(_TRAILER)
 
 
 def _dicts(rows: Rows) -> list[dict[str, Any]]:
+    rows = rows.compact()
     start = rows.period_start.astimezone(UTC)
     end = rows.period_end.astimezone(UTC) if rows.period_end else None
     return [
@@ -228,19 +253,9 @@ def _temp(conn: Connection) -> None:
 
 def insert_missing(conn: Connection, rows: Rows, any_period: bool) -> int:
     """Rows for holders without one yet (a period topped up with new holders); returns rows written."""
+    rows = rows.compact()
     if not _is_pg(conn):
-        keep = ~np.isin(rows.holder_ids, existing_holders(conn, rows, any_period))
-        subset = Rows(
-            rows.holder_type,
-            rows.product_code,
-            rows.rule_version_id,
-            rows.period_start,
-            rows.period_end,
-            rows.holder_ids[keep],
-            rows.base_qty[keep],
-            rows.granted_qty[keep],
-            rows.carried_qty[keep],
-        )
+        subset = rows.subset(~np.isin(rows.holder_ids, existing_holders(conn, rows, any_period)))
         if subset.n:
             conn.execute(insert(_TABLE), _dicts(subset))
         return subset.n
@@ -259,6 +274,7 @@ def insert_missing(conn: Connection, rows: Rows, any_period: bool) -> int:
 
 def add_points(conn: Connection, rows: Rows) -> None:
     """Credit points: add to the holder's points allowance of the period, creating it if needed."""
+    rows = rows.compact()
     if not rows.n:
         return
     if _is_pg(conn):

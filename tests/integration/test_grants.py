@@ -149,3 +149,29 @@ def test_two_openers_of_one_period_store_it_once(pg_engine: Engine) -> None:
     with pg_engine.connect() as conn:
         runs = conn.execute(text("SELECT holder_type, count(*) FROM grant_runs GROUP BY 1")).all()
         assert all(n == 1 for _, n in runs) and runs
+
+
+def test_populations_with_and_without_gaps_share_a_run(pg_engine: Engine) -> None:
+    """A gapless population is placed as a slice, a sparse one by scatter, in the same blocks."""
+    sparse = np.array([1, 5, 150], dtype=np.int64)
+    gapless = np.arange(300, 420, dtype=np.int64)
+    every = np.arange(1, 420, dtype=np.int64)
+    allotted = (every % 3) != 0
+    batches = [
+        Rows("family", "sugar", 1, START, END, sparse, sparse * 10, sparse * 10, sparse * 0),
+        Rows("family", "rice", 2, START, END, gapless, gapless + 7, gapless + 7, gapless * 0),
+        Rows("family", "tea", 3, START, END, every, np.where(allotted, every, 0),
+             np.where(allotted, every, 0), every * 0, allotted=allotted),
+    ]
+    with pg_engine.begin() as conn:
+        _open(conn, batches)
+        assert conn.scalar(text("SELECT count(*) FROM grant_runs")) == 1
+    with pg_engine.connect() as conn:
+        for rows in batches:
+            compact = rows.compact()
+            ids, base, granted, _ = grant_repository.period_columns(conn, "family", rows.product_code, START)
+            assert ids.tolist() == compact.holder_ids.tolist()
+            assert granted.tolist() == compact.granted_qty.tolist() == base.tolist()
+        states = ledger_repository.allowances_of_holder(conn, "family", 301)
+        seen = {s.product_code: s.granted_qty for s in states}
+        assert seen == {"rice": 308, "tea": 301}
