@@ -7,6 +7,8 @@ then measures, each for ``--seconds``:
   server with many connections, or agents flushing outboxes), so groups fill up;
 - ``engine_redeem_one_in_flight``: the same 32 callers each waiting for its answer before the next
   request (one reader agent's shape); groups then hold at most 32 items;
+- ``engine_redeem_first_touch``: (b) again on allowances still stored as an opening's grants, so
+  nearly every redemption is a holder's first of the period and makes its allowance row;
 - ``batched_sql``: raw SQL debiting as many holders per transaction as the engine's groups held in the
   same run (one UPDATE … FROM unnest and one multi-row INSERT per transaction, as many connections as
   engine writers) — the ceiling the engine is compared with.
@@ -26,11 +28,13 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import psycopg
 from sqlalchemy import create_engine, text
 
 from card_backend.db import make_engine
 from card_backend.migrate import upgrade
+from quota import opening_repository
 from quota.domain.terms import PeriodKind, PriceTier, Terms
 from quota.engine import GroupCommitEngine
 from quota.redemption import Redemption, StaticTerms
@@ -87,6 +91,27 @@ def populate(url: str, holders: int) -> None:
         conn.commit()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
+
+
+def store_as_grants(url: str, holders: int) -> None:
+    """Replace the allowance rows by the grants a period opening stores (one run, one slot): every
+    holder's first redemption then makes its row, as on the first days of a real period."""
+    engine = make_engine(url)
+    ids = np.arange(1, holders + 1, dtype=np.int64)
+    qty = np.full(holders, 1_000_000_000, dtype=np.int64)
+    end = START + timedelta(days=30)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE allowances, journal, holds, allowance_grants, grant_runs, "
+                          "period_openings RESTART IDENTITY"))
+        rows = opening_repository.Rows("family", "sugar", 1, START, end, ids, qty, qty, qty * 0)
+        (run_id, slot), = opening_repository.insert_new(conn, [rows], START).values()
+        opening_repository.record_opening(
+            conn, holder_type="family", product_code="sugar", rule_code="sugar", rule_version_id=1,
+            period_start=START, period_end=end, rows=holders, carried_qty=0, points=0, opened_at=START,
+            opened_by="bench", run_id=run_id, slot=slot)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE allowances, allowance_grants, period_openings"))
+    engine.dispose()
 
 
 def run_engine(url: str, holders: int, seconds: float, callers: int, window: int, writers: int,
@@ -196,6 +221,11 @@ def main() -> None:
                             args.max_items, FIELDED)
     print(f"bench engine_redeem_fielded_checks {fielded:.0f} redemptions/s", flush=True)
     print(f"ratio fielded/(b) {fielded / rate:.2f}", flush=True)
+    store_as_grants(url, args.holders)
+    first, _ = run_engine(url, args.holders, args.seconds, args.callers, args.window, args.writers,
+                          args.max_items)
+    print(f"bench engine_redeem_first_touch {first:.0f} redemptions/s", flush=True)
+    print(f"ratio first-touch/(b) {first / rate:.2f}", flush=True)
     if not args.keep:
         admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
