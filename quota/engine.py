@@ -21,6 +21,7 @@ on a transient database error is retried at most ``max_attempts`` times, then it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -84,6 +85,7 @@ class GroupCommitEngine:
         self.writers = 1 if sqlite else (writers or 2)
         self.max_attempts = max_attempts
         self.clock = clock
+        self.reconnect_pause_s = 0.05
         self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=queue_limit)
         self._threads: list[threading.Thread] = []
         self._running = False
@@ -187,14 +189,31 @@ class GroupCommitEngine:
                 group = self._next_group()
                 if group is None:
                     return
-                if conn is None or conn.invalidated or conn.closed:
-                    if conn is not None:
-                        conn.close()
-                    conn = self.db.connect()
-                self._commit(conn, group)
+                conn = self._connection(conn, group)
+                if conn is not None:
+                    self._commit(conn, group)
         finally:
             if conn is not None:
                 conn.close()
+
+    def _connection(self, conn: Connection | None, group: list[_Pending]) -> Connection | None:
+        """The writer's connection, reopened after a loss. While the database cannot be reached the
+        group's callers get the error at once (they retry with the same ids) and the writer lives on:
+        a writer that died on a failed reconnect left its process answering nothing, ever."""
+        if conn is not None and not conn.invalidated and not conn.closed:
+            return conn
+        if conn is not None:
+            with contextlib.suppress(*repo.DATABASE_ERRORS):
+                conn.close()
+        try:
+            return self.db.connect()
+        except repo.DATABASE_ERRORS as exc:
+            cause = getattr(exc, "orig", exc)
+            log.warning("database unreachable, group of %d refused: %s", len(group), cause)
+            for pending in group:
+                pending.future.set_exception(exc)
+            time.sleep(self.reconnect_pause_s)
+            return None
 
     def _commit(self, conn: Connection, group: list[_Pending]) -> None:
         requests = [p.request for p in group]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
 from collections import Counter
@@ -9,11 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import DBAPIError
 
+from card_backend.db import make_engine
+from card_backend.migrate import upgrade
 from quota.engine import GroupCommitEngine
 from quota.ledger_repository import journal_used_by_allowance
 from quota.redemption import Outcome, Redemption, StaticTerms
+from tests.conftest import PG_ADMIN_URL
 from tests.integration.ledger_seed import T0, TERMS, seed
 
 pytestmark = pytest.mark.postgres
@@ -128,3 +133,29 @@ def test_the_same_new_id_racing_in_two_engines_is_applied_once(pg_engine: Engine
     assert {o.result for _, o in results} == {"card_unknown"}
     assert sum(not o.replayed for _, o in results) == 1
     check_invariants(pg_engine, results)
+
+
+def test_a_writer_outlives_a_database_it_cannot_reach() -> None:
+    """While the database cannot be reached callers get the error at once (and retry); once it is
+    back the same engine serves them. A writer that died on a failed reconnect answered nothing, ever."""
+    name = f"sl_late_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    url = f"{PG_ADMIN_URL.rpartition('/')[0]}/{name}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    db = make_engine(url)
+    try:
+        with GroupCommitEngine(db, StaticTerms(TERMS), writers=2, clock=lambda: NOW) as eng:
+            for _ in range(3):  # not there yet: refused, not hung
+                with pytest.raises(DBAPIError):
+                    eng.redeem(Redemption(str(uuid.uuid4()), "F000001", "sugar", 100, "P1"), timeout_s=10)
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            upgrade(url)
+            pop = seed(db, families=1)
+            outcome = eng.redeem(Redemption(str(uuid.uuid4()), pop.family_card[1], "sugar", 100, "P1"),
+                                 timeout_s=10)
+            assert outcome.ok
+    finally:
+        db.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
