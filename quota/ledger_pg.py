@@ -9,12 +9,12 @@ PostgreSQL and keeps portable forms for SQLite.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
 from sqlalchemy import Connection
@@ -36,7 +36,7 @@ def _raw(conn: Connection) -> psycopg.Connection[Any]:
 def _doc(values: object) -> str:
     """Lists travel as one JSON text parsed by the server in C: psycopg encodes array parameters
     element by element in Python, which cost more than the statements themselves."""
-    return json.dumps(values, default=_json)
+    return orjson.dumps(values, default=_json).decode()
 
 
 def _json(value: object) -> str:

@@ -50,10 +50,11 @@ class Redemption:
 
     @property
     def payload_hash(self) -> str:
-        return payload_hash(
-            "redeem", card=self.card_serial, product=self.product_code, qty=self.quantity_qty,
-            point=self.point_code,
-        )
+        # ``payload_hash("redeem", card=…, point=…, product=…, qty=…)`` written out (fields in sorted
+        # order): the same digest, without the generic form's sorting (a group hashes every item).
+        body = (f"redeem\x1fcard={self.card_serial}\x1fpoint={self.point_code}"
+                f"\x1fproduct={self.product_code}\x1fqty={self.quantity_qty}")
+        return hashlib.sha256(body.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
