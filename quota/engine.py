@@ -13,9 +13,11 @@ their groups locking allowance rows in id order so they never deadlock; on SQLit
 
 On PostgreSQL a group costs three pipelined round trips plus the commit (``quota.group_repository``).
 
-Bounds: the queue holds at most ``queue_limit`` requests (``EngineBusy`` beyond, so an overloaded
-server answers 503 instead of growing memory); a group holds at most ``max_items``; a group that fails
-on a transient database error is retried at most ``max_attempts`` times, then its callers get the error.
+Bounds: the queue holds at most ``queue_limit`` submissions — a request, or a batch of at most 1,000
+(the HTTP batch limit) — (``EngineBusy`` beyond, so an overloaded server answers 503 instead of
+growing memory); a group takes submissions until it holds ``max_items`` (a batch is never split);
+a group that fails on a transient database error is retried at most ``max_attempts`` times, then its
+callers get the error.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, wait
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -49,8 +52,15 @@ class EngineStopped(Exception):
 
 @dataclass(slots=True)
 class _Pending:
-    request: Redemption
-    future: Future[Outcome]
+    """One submission: a single request (its future gets an ``Outcome``) or a caller's batch (one
+    future for the list: a batch of 32 costs one queue entry and one wake-up, not 32)."""
+
+    requests: Sequence[Redemption]
+    future: Future[Any]
+    single: bool
+
+    def answer(self, outcomes: list[Outcome]) -> None:
+        self.future.set_result(outcomes[0] if self.single else outcomes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,31 +140,40 @@ class GroupCommitEngine:
             return EngineStats(self._groups, self._items, self._busy_s)
 
     # callers ------------------------------------------------------------------------------------
-    def submit(self, request: Redemption) -> Future[Outcome]:
+    def _put(self, pending: _Pending) -> None:
         if not self._running:
             raise EngineStopped("the redemption engine is not running")
-        future: Future[Outcome] = Future()
         try:
-            self._queue.put_nowait(_Pending(request, future))
+            self._queue.put_nowait(pending)
         except queue.Full as exc:
             raise EngineBusy("too many redemptions in flight") from exc
+
+    def submit(self, request: Redemption) -> Future[Outcome]:
+        future: Future[Outcome] = Future()
+        self._put(_Pending((request,), future, True))
+        return future
+
+    def submit_many(self, requests: Sequence[Redemption]) -> Future[list[Outcome]]:
+        """A batch: answered together, in order, after the commit of the group(s) holding it."""
+        future: Future[list[Outcome]] = Future()
+        if not requests:
+            future.set_result([])
+            return future
+        self._put(_Pending(tuple(requests), future, False))
         return future
 
     def redeem(self, request: Redemption, timeout_s: float = 30.0) -> Outcome:
         return self.submit(request).result(timeout_s)
 
     def redeem_many(self, requests: Sequence[Redemption], timeout_s: float = 60.0) -> list[Outcome]:
-        """Submit all, then wake once when all are answered (not once per answer)."""
-        futures = [self.submit(r) for r in requests]
-        wait(futures, timeout_s)
-        return [f.result(0) for f in futures]
+        """Submit all as one batch, then wake once when all are answered."""
+        return self.submit_many(requests).result(timeout_s)
 
     async def redeem_async(self, request: Redemption) -> Outcome:
         return await asyncio.wrap_future(self.submit(request))
 
     async def redeem_many_async(self, requests: Sequence[Redemption]) -> list[Outcome]:
-        futures = [asyncio.wrap_future(self.submit(r)) for r in requests]
-        return list(await asyncio.gather(*futures))
+        return await asyncio.wrap_future(self.submit_many(requests))
 
     # writer -------------------------------------------------------------------------------------
     def _next_group(self) -> list[_Pending] | None:
@@ -162,8 +181,9 @@ class GroupCommitEngine:
         if first is None:
             return None
         group = [first]
+        items = len(first.requests)
         deadline = time.monotonic() + self.max_wait_s
-        while len(group) < self.max_items:
+        while items < self.max_items:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
@@ -178,6 +198,7 @@ class GroupCommitEngine:
                 self._queue.put(None)  # let this writer finish the group, then stop
                 break
             group.append(item)
+            items += len(item.requests)
         return group
 
     def _writer(self) -> None:
@@ -216,7 +237,7 @@ class GroupCommitEngine:
             return None
 
     def _commit(self, conn: Connection, group: list[_Pending]) -> None:
-        requests = [p.request for p in group]
+        requests = [r for p in group for r in p.requests]
         began = time.perf_counter()
         for attempt in range(1, self.max_attempts + 1):
             try:
@@ -241,8 +262,11 @@ class GroupCommitEngine:
                 return
             with self._stats_lock:
                 self._groups += 1
-                self._items += len(group)
+                self._items += len(requests)
                 self._busy_s += time.perf_counter() - began
-            for pending, outcome in zip(group, outcomes, strict=True):
-                pending.future.set_result(outcome)
+            start = 0
+            for pending in group:
+                end = start + len(pending.requests)
+                pending.answer(outcomes[start:end])
+                start = end
             return
