@@ -6,6 +6,8 @@ members each, generated inside PostgreSQL; then measures, from a clean ``allowan
 * ``open_period_1m``: read the population as columns, compute every family rule of the demo set with
   numpy, store the allowances (binary COPY in), commit — the median of ``--repeat`` openings from
   nothing opened, with the first and the slowest printed beside it;
+* ``open_period_1m_next_month``: then December, as in service (carry-over read from November's grants,
+  the yearly and rolling rules already open);
 * ``simulate_1m``: the same computation on the columns in memory, summed by governorate and
   product, with the subsidy cost (no writing).
 
@@ -34,6 +36,7 @@ from quota.domain.simulate import ProductPrice, simulate
 
 ADMIN_URL = os.environ.get("CARD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AT = datetime(2026, 11, 1, tzinfo=UTC)  # a month start inside the heating season: 6 family products
+NEXT = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def _url(db: str) -> str:
@@ -134,6 +137,15 @@ def main() -> None:
     print(f"bench open_period_{label} {statistics.median(runs):.2f} s")
     print(f"bench open_period_{label}_first {runs[0]:.2f} s")
     print(f"bench open_period_{label}_slowest {max(runs):.2f} s")
+    # The month after, as it is in service: November is open, so December carries sugar over from
+    # November's grants and tops up the yearly and rolling rules (nobody new: nothing to add).
+    t = time.perf_counter()
+    with factory.begin() as s:
+        nxt = opening.open_period(s, at=NEXT, rules=versions, governorates=SYRIA_GOVERNORATES)
+    took = time.perf_counter() - t
+    carried = sum(o.carried_qty for o in nxt.opened)
+    print(f"# next month: {nxt.rows} allowances, {carried} carried over, in {took:.2f} s")
+    print(f"bench open_period_{label}_next_month {took:.2f} s")
 
     with engine.connect() as conn:
         t = time.perf_counter()

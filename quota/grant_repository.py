@@ -248,20 +248,40 @@ def _openings(
     return [_Opening(int(a), int(b), int(c), int(d), bool(e), bool(f)) for a, b, c, d, e, f in rows]
 
 
-def _read_run(conn: Connection, o: _Opening) -> np.ndarray[Any, Any]:
-    """All blocks of a run, as the structured array they were written from (COPY out, in place)."""
-    plan = Layout(np.zeros(0, np.int64), o.size, o.slots, o.with_base, o.with_carried)
+@dataclass(frozen=True)
+class _Run:
+    """A run's blocks as read back: block numbers and each column as (block, holder in block, slot)."""
+
+    blocks: IntArray
+    granted: np.ndarray[Any, Any]
+    base: np.ndarray[Any, Any] | None
+    carried: np.ndarray[Any, Any] | None
+
+
+_READ_RUN = (
+    "SELECT block, granted_qty, base_qty, carried_qty FROM allowance_grants WHERE run_id = %(run)s "
+    "ORDER BY block"
+)
+
+
+def _read_run(conn: Connection, o: _Opening) -> _Run:
+    """All blocks of a run (binary results: ~16 k rows for 1 M families), each column joined and read
+    in place by numpy. One ``string_agg`` per column sorted the blocks once per column (2 × slower)."""
     raw: Any = conn.connection.driver_connection
-    with (
-        raw.cursor() as cur,
-        cur.copy(
-            "COPY (SELECT run_id, block, granted_qty, base_qty, carried_qty FROM allowance_grants "
-            f"WHERE run_id = {int(o.run_id)} ORDER BY block) TO STDOUT (FORMAT BINARY)"
-        ) as cp,
-    ):
-        data = b"".join(bytes(chunk) for chunk in cp)
-    body = data[len(_HEADER) : len(data) - len(_TRAILER)]
-    return np.frombuffer(body, dtype=plan.dtype())
+    with raw.cursor(binary=True) as cur:
+        rows = cur.execute(_READ_RUN, {"run": o.run_id}).fetchall()
+    shape = (-1, o.size, o.slots)
+
+    def cube(column: int) -> np.ndarray[Any, Any] | None:
+        if not rows or rows[0][column] is None:  # NULL for the whole run (see Layout)
+            return None
+        return np.frombuffer(b"".join(r[column] for r in rows), dtype=">i4").reshape(shape)
+
+    blocks = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    granted = cube(1)
+    if granted is None:
+        return _Run(blocks, np.zeros((0, o.size, o.slots), ">i4"), None, None)
+    return _Run(blocks, granted, cube(2), cube(3))
 
 
 def period_columns(
@@ -274,18 +294,18 @@ def period_columns(
         return empty, empty, empty, empty
     parts: list[tuple[IntArray, IntArray, IntArray, IntArray]] = []
     for o in _openings(conn, holder_type, product_code, period_start):
-        buf = _read_run(conn, o)
-
-        def column(name: str, o: _Opening = o, buf: np.ndarray[Any, Any] = buf) -> IntArray:
-            cube = buf[f"{name}_els"].reshape(len(buf), o.size, o.slots)
-            return np.asarray(cube[:, :, o.slot], dtype=np.int64)
-
-        granted = column("g")
+        run = _read_run(conn, o)
+        granted = np.asarray(run.granted[:, :, o.slot], dtype=np.int64)
         blk, off = np.nonzero(granted > 0)
-        ids = buf["blk"].astype(np.int64)[blk] * o.size + off
-        base = column("b")[blk, off] if o.with_base else granted[blk, off]
-        carried = column("c")[blk, off] if o.with_carried else np.zeros(len(ids), dtype=np.int64)
-        parts.append((ids, base, granted[blk, off], carried))
+        ids = run.blocks[blk] * o.size + off
+        given = granted[blk, off]
+        base = np.asarray(run.base[blk, off, o.slot], dtype=np.int64) if run.base is not None else given
+        carried = (
+            np.asarray(run.carried[blk, off, o.slot], dtype=np.int64)
+            if run.carried is not None
+            else np.zeros(len(ids), dtype=np.int64)
+        )
+        parts.append((ids, base, given, carried))
     if not parts:
         return empty, empty, empty, empty
     ids, base, granted, carried = (np.concatenate(c) for c in zip(*parts, strict=True))

@@ -225,7 +225,8 @@ def _ints(
 
 
 def existing_holders(conn: Connection, rows: Rows, any_period: bool) -> IntArray:
-    """Holders that already have a row of this product (in this period, or in any for rolling)."""
+    """Holders that already have a row or a grant of this product (in this period, or in any for
+    rolling), unsorted and possibly repeated."""
     sql = "SELECT holder_id FROM allowances WHERE holder_type = %(t)s AND product_code = %(p)s"
     params: dict[str, Any] = {"t": rows.holder_type, "p": rows.product_code}
     stmt = select(_A.holder_id).where(
@@ -239,7 +240,7 @@ def existing_holders(conn: Connection, rows: Rows, any_period: bool) -> IntArray
     granted, _, _, _ = grants.period_columns(
         conn, rows.holder_type, rows.product_code, None if any_period else rows.period_start
     )
-    return np.union1d(ids, granted)
+    return np.concatenate((ids, granted))  # may repeat a holder: callers only ask who is in it
 
 
 def _temp(conn: Connection) -> None:
