@@ -232,9 +232,9 @@ class PointAgent:
         digest = protocol.transaction_digest(rid, product_code, quantity_qty, self.point_code)
         try:
             signed = tap.card.sign_transaction(digest)
-        except CardError:
+        except CardError as exc:  # nothing was signed: nothing to debit; say whether the card left
             return self._finish(
-                tap, rid, product_code, quantity_qty, "abandoned", "card_removed", offline=False
+                tap, rid, product_code, quantity_qty, "abandoned", _card_error_code(exc), offline=False
             )
         self.outbox.signed(rid, signed.counter, signed.signature)
         self.outbox.see_counter(tap.info.serial, signed.counter)
@@ -286,8 +286,8 @@ class PointAgent:
                 return self._finish(tap, rid, product, qty, "refused", "card_auth_failed", offline=True)
         except CardRefusedError:
             return self._finish(tap, rid, product, qty, "refused", "exceeds_offline_ceiling", offline=True)
-        except CardError:
-            return self._finish(tap, rid, product, qty, "abandoned", "card_removed", offline=True)
+        except CardError as exc:
+            return self._finish(tap, rid, product, qty, "abandoned", _card_error_code(exc), offline=True)
         return self._finish(
             tap, rid, product, qty, "offline", "ok", offline=True, remaining_qty=balance.left_qty
         )

@@ -21,6 +21,8 @@ RESULTS_AR = {
     "card_auth_failed": "فشل التحقق من البطاقة",
     "counter_replayed": "رد مكرر مرفوض",
     "card_removed": "أُزيلت البطاقة - لم يُخصم شيء",
+    "card_malformed": "البطاقة ردّت برد غير صالح - لم يُخصم شيء",
+    "card_refused": "البطاقة رفضت العملية - لم يُخصم شيء",
     "exceeds_offline_ceiling": "تجاوز حد العمل دون اتصال",
     "offline_not_allowed": "لا يسمح بالصرف دون اتصال",
     "product_not_served": "المادة غير متوفرة هنا",

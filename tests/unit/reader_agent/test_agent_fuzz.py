@@ -100,7 +100,30 @@ def test_garbled_card_answers_end_in_a_refusal_or_a_genuinely_signed_debit(
         assert not backend.accepted
         return
     result = agent.redeem(tap, "sugar", 1000)
-    assert result.result in {"ok", "card_removed", "card_auth_failed"}
+    assert result.result in {"ok", "card_removed", "card_malformed", "card_refused", "card_auth_failed"}
     assert len(backend.accepted) == (1 if result.ok else 0)
     entry = outbox.get(result.redemption_id)
     assert entry is not None and entry.state in {"sent", "abandoned", "refused"}
+
+
+def test_a_garbled_signature_answer_online_is_named_so_and_debits_nothing() -> None:
+    """The clerk is told the card answered nonsense — not that it was taken away — and the
+    redemption is abandoned before it reaches the backend."""
+    backend = StrictBackend()
+    outbox = Outbox(Path(":memory:"))
+    transport = GarblingTransport(Applet(CARD, lambda state: None), 10**6, b"")
+
+    def opener(_: str) -> tuple[GarblingTransport, CardApplication]:
+        card = CardApplication(transport)
+        card.select()
+        return transport, card
+
+    agent = PointAgent(backend, outbox, "P1", open_card=opener, clock=lambda: NOW)  # type: ignore[arg-type]
+    tap = agent.tap("reader")
+    transport.index, transport.garbage = transport.count, b"\x90\x00"  # the next answer: OK, no body
+    result = agent.redeem(tap, "sugar", 1000)
+    assert result.result == "card_malformed" and not result.ok
+    assert not backend.accepted
+    entry = outbox.get(result.redemption_id)
+    assert entry is not None and entry.state == "abandoned"
+    assert "غير صالح" in result.receipt
