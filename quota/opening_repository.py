@@ -354,30 +354,6 @@ def record_opening(conn: Connection, **values: Any) -> None:
     conn.execute(insert(period_openings), [values])
 
 
-def holder_allowances(
-    conn: Connection, holder_type: str, holder_id: int, at: datetime
-) -> list[dict[str, Any]]:
-    """A holder's allowance rows serving ``at`` (started, not ended; rolling rows always; and those of
-    the holder's latest start), grants not yet touched included (id None), for explain."""
-    stmt = select(_TABLE).where(_A.holder_type == holder_type, _A.holder_id == holder_id)
-    rows = [dict(r) for r in conn.execute(stmt).mappings()]
-    rows += grants.holder_rows(conn, holder_type, holder_id)
-    if not rows:
-        return []
-    for row in rows:
-        for name in ("period_start", "period_end"):
-            if row[name] is not None and row[name].tzinfo is None:
-                row[name] = row[name].replace(tzinfo=UTC)
-    latest = max(r["period_start"] for r in rows)
-    serving = [
-        r
-        for r in rows
-        if r["period_start"] <= at
-        and (r["period_end"] is None or r["period_end"] > at or r["period_start"] == latest)
-    ]
-    return sorted(serving, key=lambda r: (r["product_code"], r["period_start"]))
-
-
 def period_rows(
     conn: Connection, holder_type: str, product_code: str, period_start: datetime
 ) -> list[IntArray]:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from card_backend.config import Settings
 from card_backend.errors import Conflict, InvalidInput, NotFound
-from quota import opening, population, rules_repository
+from quota import ledger_repository, opening, population, rules_repository
 from quota import opening_repository as allowances
 from quota.domain import batches, entitlement
 from quota.domain import explain as explaining
@@ -136,37 +136,12 @@ def explain(
     holder = population.one(conn, holder_type, holder_id, when.date(), settings.governorates)
     if holder is None:
         raise HolderNotFound(f"no {holder_type} {holder_id}")
-    rows = allowances.holder_allowances(conn, holder_type, holder_id, when)
+    held = explaining.serving(ledger_repository.allowances_of_holder(conn, holder_type, holder_id), when)
     rules = dict((r.code, (vid, r)) for vid, r in rules_repository.current(session, when.date()))
-    opened = rules_repository.by_ids(session, sorted({r["rule_version_id"] for r in rows}))
+    opened = rules_repository.by_ids(session, sorted({a.rule_version_id for a in held}))
     for vid, rule in opened.items():  # an opened allowance is decided by the version it was opened with
         rules[rule.code] = (vid, rule)
-    fields = explaining.AllowanceState.__slots__
-    states = [_utc_state(explaining.AllowanceState(**{k: r[k] for k in fields})) for r in rows]
-    return explaining.explain(holder, list(rules.values()), when, states, point_code)
-
-
-def _utc_state(s: explaining.AllowanceState) -> explaining.AllowanceState:
-    """SQLite hands back naive UTC datetimes; make them aware so windows compare."""
-
-    def fix(d: datetime | None) -> datetime | None:
-        return d if d is None or d.tzinfo else d.replace(tzinfo=UTC)
-
-    return explaining.AllowanceState(
-        s.product_code,
-        s.rule_version_id,
-        fix(s.period_start) or s.period_start,
-        fix(s.period_end),
-        s.base_qty,
-        s.granted_qty,
-        s.used_qty,
-        s.held_qty,
-        s.carried_qty,
-        s.topup_qty,
-        fix(s.last_redeemed_at),
-        s.home_point_code,
-        s.binding_changes,
-    )
+    return explaining.explain(holder, list(rules.values()), when, held, point_code)
 
 
 def open_period(

@@ -10,7 +10,6 @@ on a population of one, so it cannot tell a different story from the one that wa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -23,7 +22,7 @@ from quota.domain.terms import BatchRelease
 
 
 class AllowanceLike(Protocol):
-    """What explain reads of an allowance row: ``AllowanceState`` below or the ledger's own state."""
+    """What explain reads of an allowance row (the ledger's ``decide.AllowanceState`` is one)."""
 
     @property
     def product_code(self) -> str: ...
@@ -51,23 +50,17 @@ class AllowanceLike(Protocol):
     def binding_changes(self) -> int: ...
 
 
-@dataclass(frozen=True, slots=True)
-class AllowanceState:
-    """The allowance row as the ledger holds it (all the meters explain reports on)."""
-
-    product_code: str
-    rule_version_id: int
-    period_start: datetime
-    period_end: datetime | None
-    base_qty: int
-    granted_qty: int
-    used_qty: int = 0
-    held_qty: int = 0
-    carried_qty: int = 0
-    topup_qty: int = 0
-    last_redeemed_at: datetime | None = None
-    home_point_code: str | None = None
-    binding_changes: int = 0
+def serving(allowances: Sequence[AllowanceLike], at: datetime) -> list[AllowanceLike]:
+    """The rows explain speaks of at ``at``: started and not ended (a rolling row, with no end, always),
+    and those of the holder's latest start even if ended (what it drew last)."""
+    if not allowances:
+        return []
+    latest = max(a.period_start for a in allowances)
+    return [
+        a
+        for a in allowances
+        if a.period_start <= at and (a.period_end is None or a.period_end > at or a.period_start == latest)
+    ]
 
 
 def _value(v: Any) -> Any:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from quota.domain import explain as ex
+from quota.domain.decide import AllowanceState
 from quota.domain.eligibility import HolderColumns
 from quota.domain.rules import VEHICLE_KINDS, Rule, rules_from_yaml, ruleset_from_yaml
 from quota.domain.simulate import ProductPrice, difference, simulate
@@ -13,6 +14,14 @@ from quota.domain.simulate import ProductPrice, difference, simulate
 AT = datetime(2026, 11, 18, 12, tzinfo=UTC)
 DEMO = ruleset_from_yaml((Path(__file__).resolve().parents[3] / "quota/rulesets/demo.yaml").read_text())
 PRICES = {p.code: ProductPrice(p.price_per_qty, p.free_price_minor) for p in DEMO.products}
+
+
+def allowance(
+    product: str, rule_version_id: int, start: datetime, end: datetime | None, base: int, granted: int,
+    **meters: object,
+) -> AllowanceState:
+    """An allowance row as the ledger holds it (explain reads the ledger's own state)."""
+    return AllowanceState(1, "vehicle", 1, product, rule_version_id, start, end, base, granted, **meters)  # type: ignore[arg-type]
 
 
 def families() -> HolderColumns:
@@ -102,7 +111,7 @@ def test_explain_shows_fill_cap_gap_binding_and_batch_state_from_the_allowance()
     rules = versions(DEMO.rules)
     season_start = datetime(2026, 10, 15, tzinfo=UTC)
     rows = [
-        ex.AllowanceState(
+        allowance(
             "heating_diesel", 105, season_start, datetime(2027, 4, 1, tzinfo=UTC), 200_000, 250_000
         )
     ]
@@ -121,7 +130,7 @@ def test_explain_shows_fill_cap_gap_binding_and_batch_state_from_the_allowance()
         engine_cc=[3000],
     )
     last = AT - timedelta(hours=2)
-    row = ex.AllowanceState(
+    row = allowance(
         "gasoline",
         104,
         datetime(2026, 11, 1, tzinfo=UTC),
@@ -138,7 +147,7 @@ def test_explain_shows_fill_cap_gap_binding_and_batch_state_from_the_allowance()
     )
     assert g["remaining_qty"] == 750_000
 
-    car = ex.AllowanceState(
+    car = allowance(
         "gasoline", 102, AT, None, 20_000, 40_000, home_point_code="P1", binding_changes=1
     )
     small = HolderColumns.build(
@@ -178,9 +187,7 @@ def test_explain_says_why_a_rule_does_not_apply_at_all() -> None:
 
 
 def test_explain_takes_the_ledgers_own_allowance_state() -> None:
-    from quota.domain.decide import AllowanceState as LedgerState
-
-    row = LedgerState(
+    row = AllowanceState(
         1,
         "family",
         2,
@@ -195,3 +202,14 @@ def test_explain_takes_the_ledgers_own_allowance_state() -> None:
     )
     out = {e["rule"]: e for e in ex.explain(families().take(1), versions(DEMO.rules), AT, [row])}
     assert out["sugar_family"]["allowance"]["remaining_qty"] == 2000
+
+
+def test_explain_speaks_of_the_rows_serving_now_and_the_latest_drawn() -> None:
+    nov, dec = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+    ended = allowance("sugar", 110, datetime(2026, 10, 1, tzinfo=UTC), nov, 4000, 4000)
+    current = allowance("rice", 111, nov, dec, 2000, 2000)
+    rolling = allowance("gas_cylinder", 112, datetime(2026, 9, 3, tzinfo=UTC), None, 1, 1)
+    future = allowance("tea", 113, dec, datetime(2027, 1, 1, tzinfo=UTC), 100, 100)
+    assert ex.serving([ended, current, rolling, future], AT) == [current, rolling]
+    assert ex.serving([ended], AT) == [ended]  # the latest start is still shown once ended
+    assert ex.serving([], AT) == []
