@@ -284,8 +284,17 @@ def _read_run(conn: Connection, o: _Opening) -> _Run:
     return _Run(blocks, granted, cube(2), cube(3))
 
 
+RunCache = dict[int, "_Run"]
+"""Runs already read in one unit of work (an opening reads a run once per product it carries over
+or tops up; the run holds every product)."""
+
+
 def period_columns(
-    conn: Connection, holder_type: str, product_code: str, period_start: datetime | None
+    conn: Connection,
+    holder_type: str,
+    product_code: str,
+    period_start: datetime | None,
+    cache: RunCache | None = None,
 ) -> tuple[IntArray, IntArray, IntArray, IntArray]:
     """Grants of a product's period (of any period with ``None``): holder_id, base, granted and
     carried per holder, by run then holder id. Empty on SQLite (it has no grants)."""
@@ -294,7 +303,11 @@ def period_columns(
         return empty, empty, empty, empty
     parts: list[tuple[IntArray, IntArray, IntArray, IntArray]] = []
     for o in _openings(conn, holder_type, product_code, period_start):
-        run = _read_run(conn, o)
+        run = cache.get(o.run_id) if cache is not None else None
+        if run is None:
+            run = _read_run(conn, o)
+            if cache is not None:
+                cache[o.run_id] = run
         granted = np.asarray(run.granted[:, :, o.slot], dtype=np.int64)
         blk, off = np.nonzero(granted > 0)
         ids = run.blocks[blk] * o.size + off

@@ -25,8 +25,8 @@ import numpy as np
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
+from quota import grant_repository, population, rules_repository
 from quota import opening_repository as repo
-from quota import population, rules_repository
 from quota.domain import entitlement, unused
 from quota.domain.eligibility import HolderColumns, IntArray
 from quota.domain.periods import UTC, previous_window, window
@@ -82,7 +82,12 @@ class _Points:
 
 
 def _carry(
-    conn: Connection, res: entitlement.RuleResult, ids: IntArray, price_per_qty: int, tz: ZoneInfo
+    conn: Connection,
+    res: entitlement.RuleResult,
+    ids: IntArray,
+    price_per_qty: int,
+    tz: ZoneInfo,
+    runs: grant_repository.RunCache,
 ) -> unused.Rollover | None:
     """Roll the previous period's unused first tier onto the holders being opened now."""
     rule = res.rule
@@ -92,7 +97,7 @@ def _carry(
     if not repo.openings(conn, rule.holder_type, rule.product, prev.start):
         return None
     hid, base, carried, topup, used, held = repo.previous_rows(
-        conn, rule.holder_type, rule.product, prev.start
+        conn, rule.holder_type, rule.product, prev.start, runs
     )
     left = unused.unused_first_tier(base, carried, topup, used, held)
     pos = population.positions(hid, ids)
@@ -137,13 +142,14 @@ def open_period(
     fresh: list[repo.Rows] = []
     points: dict[tuple[str, str], _Points] = {}
     written: list[repo.Rows] = []  # per opened rule, the rows it wrote
+    runs: grant_repository.RunCache = {}  # grant runs read back once for all the rules
     for res in entitlement.compute([r for _, r in chosen], populations, when, tz):
         rule, mask = res.rule, res.allotted
         rolling = rule.period.kind == "rolling"
         ids = res.cols.ids
         # Whole-population arrays (0 where not allotted: base and granted are 0 where not eligible):
         # grants store them as they are; every other writer takes ``compact()`` rows.
-        roll = _carry(conn, res, ids, prices.get(rule.product, 1), tz)
+        roll = _carry(conn, res, ids, prices.get(rule.product, 1), tz, runs)
         carried = np.where(mask, roll.carried_qty, 0) if roll is not None else np.zeros_like(ids)
         granted = res.granted_qty + carried if roll is not None else res.granted_qty
         rows = repo.Rows(
@@ -162,7 +168,8 @@ def open_period(
         seen = repo.openings(conn, rule.holder_type, rule.product, None if rolling else res.window.start)
         if seen:
             rows = rows.compact()
-            keep = ~np.isin(rows.holder_ids, repo.existing_holders(conn, rows, any_period=rolling))
+            present = repo.existing_holders(conn, rows, any_period=rolling, cache=runs)
+            keep = ~np.isin(rows.holder_ids, present)
             rows = rows.subset(keep)
             repo.insert_missing(conn, rows, any_period=rolling)
             pts = points_of[keep] if roll is not None else points_of

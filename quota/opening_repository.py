@@ -224,7 +224,9 @@ def _ints(
     return [table[:, i].copy() for i in range(ncols)]
 
 
-def existing_holders(conn: Connection, rows: Rows, any_period: bool) -> IntArray:
+def existing_holders(
+    conn: Connection, rows: Rows, any_period: bool, cache: grants.RunCache | None = None
+) -> IntArray:
     """Holders that already have a row or a grant of this product (in this period, or in any for
     rolling), unsorted and possibly repeated."""
     sql = "SELECT holder_id FROM allowances WHERE holder_type = %(t)s AND product_code = %(p)s"
@@ -238,7 +240,7 @@ def existing_holders(conn: Connection, rows: Rows, any_period: bool) -> IntArray
         stmt = stmt.where(_A.period_start == rows.period_start.astimezone(UTC))
     (ids,) = _ints(conn, stmt, sql, params, 1)
     granted, _, _, _ = grants.period_columns(
-        conn, rows.holder_type, rows.product_code, None if any_period else rows.period_start
+        conn, rows.holder_type, rows.product_code, None if any_period else rows.period_start, cache
     )
     return np.concatenate((ids, granted))  # may repeat a holder: callers only ask who is in it
 
@@ -302,7 +304,11 @@ def add_points(conn: Connection, rows: Rows) -> None:
 
 
 def previous_rows(
-    conn: Connection, holder_type: str, product_code: str, period_start: datetime
+    conn: Connection,
+    holder_type: str,
+    product_code: str,
+    period_start: datetime,
+    cache: grants.RunCache | None = None,
 ) -> list[IntArray]:
     """holder_id, base, carried, topup, used, held of the product's allowances of a past period."""
     stmt = (
@@ -319,7 +325,7 @@ def previous_rows(
         {"t": holder_type, "p": product_code, "s": period_start},
         6,
     )
-    gid, gbase, _, gcarried = grants.period_columns(conn, holder_type, product_code, period_start)
+    gid, gbase, _, gcarried = grants.period_columns(conn, holder_type, product_code, period_start, cache)
     untouched = ~np.isin(gid, touched[0])
     if not untouched.any():
         return touched
