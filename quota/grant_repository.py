@@ -11,8 +11,8 @@ on. So on PostgreSQL an opening stores what it computed the way it computed it, 
   hold every slot of every holder of the block: ``granted_qty`` (0 = no allowance), and
   ``base_qty`` / ``carried_qty`` (NULL for the whole run when base = granted, nothing carried).
 
-The rows travel by binary COPY from one numpy structured array (no Python loop) and come back the
-same way: every row of a run has the same layout, so ``np.frombuffer`` reads a COPY out in place.
+The rows travel by binary COPY from one numpy structured array (no Python loop); read back, a
+run's packed columns are joined and viewed in place by ``np.frombuffer``.
 
 The ledger *materialises* an allowance — inserts its ``allowances`` row from the grant — the first
 time a redemption, hold, top-up or rebind touches that holder and product in a live period
@@ -26,7 +26,7 @@ opening writes ``allowances`` rows directly, as it always did; both forms can co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -186,40 +186,34 @@ def _wire(run_id: int, plan: Layout, batches: Sequence[Rows]) -> bytes:
     return buf.tobytes()
 
 
+def copy_in(conn: Connection, statement: str, payloads: Iterable[bytes]) -> None:
+    """``COPY … FROM STDIN (FORMAT BINARY)`` on the caller's connection (inside its transaction):
+    the file header, each payload of ready-made tuples, the trailer."""
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(statement) as cp:
+        cp.write(_HEADER)
+        for payload in payloads:
+            cp.write(payload)
+        cp.write(_TRAILER)
+
+
 def write_run(conn: Connection, holder_type: str, plan: Layout, batches: Sequence[Rows], at: datetime) -> int:
     """Store one holder type's rules as a run of grants; returns the run id (slot = index in ``batches``)."""
-    holders = plan.holders
     run_id = int(
         conn.execute(
             text(
-                "INSERT INTO grant_runs (holder_type, slots, block_size, with_base, with_carried, holders, "
-                "opened_at) VALUES (:t, :k, :b, :wb, :wc, :h, :at) RETURNING id"
+                "INSERT INTO grant_runs (holder_type, slots, block_size, holders, opened_at) "
+                "VALUES (:t, :k, :b, :h, :at) RETURNING id"
             ),
-            {
-                "t": holder_type,
-                "k": plan.slots,
-                "b": plan.size,
-                "wb": plan.with_base,
-                "wc": plan.with_carried,
-                "h": holders,
-                "at": at,
-            },
+            {"t": holder_type, "k": plan.slots, "b": plan.size, "h": plan.holders, "at": at},
         ).scalar_one()
     )
-    data = _wire(run_id, plan, batches)
-    raw: Any = conn.connection.driver_connection
-    with (
-        raw.cursor() as cur,
-        cur.copy(
-            "COPY allowance_grants (run_id, block, granted_qty, base_qty, carried_qty) "
-            "FROM STDIN (FORMAT BINARY)"
-        ) as cp,
-    ):
-        cp.write(_HEADER)
-        view = memoryview(data)
-        for i in range(0, len(data), 8 << 20):
-            cp.write(view[i : i + (8 << 20)])
-        cp.write(_TRAILER)
+    copy_in(
+        conn,
+        "COPY allowance_grants (run_id, block, granted_qty, base_qty, carried_qty) "
+        "FROM STDIN (FORMAT BINARY)",
+        [_wire(run_id, plan, batches)],
+    )
     return run_id
 
 
@@ -229,8 +223,6 @@ class _Opening:
     slot: int
     slots: int
     size: int
-    with_base: bool
-    with_carried: bool
 
 
 def _openings(
@@ -239,13 +231,13 @@ def _openings(
     where = " AND o.period_start = :s" if period_start is not None else ""
     rows = conn.execute(
         text(
-            "SELECT o.run_id, o.slot, r.slots, r.block_size, r.with_base, r.with_carried "
+            "SELECT o.run_id, o.slot, r.slots, r.block_size "
             "FROM period_openings o JOIN grant_runs r ON r.id = o.run_id "
             f"WHERE o.holder_type = :t AND o.product_code = :p{where} ORDER BY o.run_id, o.slot"
         ),
         {"t": holder_type, "p": product_code, "s": period_start},
     ).all()
-    return [_Opening(int(a), int(b), int(c), int(d), bool(e), bool(f)) for a, b, c, d, e, f in rows]
+    return [_Opening(int(a), int(b), int(c), int(d)) for a, b, c, d in rows]
 
 
 @dataclass(frozen=True)
@@ -326,13 +318,13 @@ def period_columns(
 
 
 def holder_rows(conn: Connection, holder_type: str, holder_id: int) -> list[dict[str, Any]]:
-    """A holder's grants not yet materialised, as untouched ``allowances`` rows (id None)."""
+    """A holder's grants not yet materialised, as untouched ``allowances`` rows (id 0: no row yet)."""
     if not is_pg(conn):
         return []
     rows = conn.execute(text(_HOLDER_GRANTS), {"t": holder_type, "hid": holder_id}).all()
     return [
         {
-            "id": None,
+            "id": 0,
             "holder_type": holder_type,
             "holder_id": holder_id,
             "product_code": p,
@@ -352,9 +344,3 @@ def holder_rows(conn: Connection, holder_type: str, holder_id: int) -> list[dict
         for p, v, s, e, b, g, c in rows
     ]
 
-
-def materialise(conn: Connection, keys_doc: str, now: datetime) -> None:
-    """Insert the allowance rows of live grants for the keys (JSON ``[{"t", "i", "p"}]``)."""
-    if is_pg(conn):
-        raw: Any = conn.connection.driver_connection
-        raw.execute(MATERIALISE, {"keys": keys_doc, "now": now})

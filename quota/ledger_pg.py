@@ -36,13 +36,7 @@ def _raw(conn: Connection) -> psycopg.Connection[Any]:
 def _doc(values: object) -> str:
     """Lists travel as one JSON text parsed by the server in C: psycopg encodes array parameters
     element by element in Python, which cost more than the statements themselves."""
-    return orjson.dumps(values, default=_json).decode()
-
-
-def _json(value: object) -> str:
-    if isinstance(value, datetime):
-        return iso(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")
+    return orjson.dumps(values).decode()
 
 
 @lru_cache(maxsize=4096)

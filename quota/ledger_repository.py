@@ -221,7 +221,7 @@ def allowances_of_holder(conn: Connection, holder_type: str, holder_id: int) -> 
         .order_by(ALLOWANCES.c.product_code, ALLOWANCES.c.period_start)
     )
     states = [_state(row) for row in conn.execute(query).mappings()]
-    untouched = [_state({**row, "id": 0}) for row in grants.holder_rows(conn, holder_type, holder_id)]
+    untouched = [_state(row) for row in grants.holder_rows(conn, holder_type, holder_id)]
     return sorted(states + untouched, key=lambda s: (s.product_code, s.period_start))
 
 

@@ -141,7 +141,7 @@ def open_period(
     report = OpeningReport(at=when)
     fresh: list[repo.Rows] = []
     points: dict[tuple[str, str], _Points] = {}
-    written: list[repo.Rows] = []  # per opened rule, the rows it wrote
+    fresh_of: list[int | None] = []  # per opened rule, its index in ``fresh`` (None: topped up)
     runs: grant_repository.RunCache = {}  # grant runs read back once for all the rules
     for res in entitlement.compute([r for _, r in chosen], populations, when, tz):
         rule, mask = res.rule, res.allotted
@@ -173,7 +173,9 @@ def open_period(
             rows = rows.subset(keep)
             repo.insert_missing(conn, rows, any_period=rolling)
             pts = points_of[keep] if roll is not None else points_of
+            fresh_of.append(None)
         else:
+            fresh_of.append(len(fresh))
             fresh.append(rows)
             pts = points_of
         if pts.any():
@@ -194,14 +196,12 @@ def open_period(
             int(pts.sum()),
         )
         report.opened.append(opened)
-        written.append(rows)
     loading = time.perf_counter()
     now = datetime.now(UTC)
     stored = repo.insert_new(conn, fresh, now)
     load_s = time.perf_counter() - loading
-    where = {id(fresh[i]): run_slot for i, run_slot in stored.items()}
-    for o, rows in zip(report.opened, written, strict=True):
-        run_id, slot = where.get(id(rows), (None, None))
+    for o, index in zip(report.opened, fresh_of, strict=True):
+        run_id, slot = stored.get(index, (None, None)) if index is not None else (None, None)
         repo.record_opening(
             conn,
             holder_type=o.holder_type,

@@ -37,8 +37,6 @@ from quota.models import Allowance
 from quota.population import int_columns
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
-_TRAILER = b"\xff\xff"
 # The record of openings (migration 0002); a Core table so that quota.models stays the lead's.
 period_openings = Table(
     "period_openings",
@@ -152,13 +150,11 @@ def binary_rows(rows: Rows) -> bytes:
 
 
 def _copy(conn: Connection, table: str, batches: list[Rows]) -> None:
-    raw: Any = conn.connection.driver_connection
-    with raw.cursor() as cur, cur.copy(f"COPY {table} ({COLUMNS}) FROM STDIN (FORMAT BINARY)") as cp:
-        cp.write(_HEADER)
-        for rows in batches:
-            if rows.n:
-                cp.write(binary_rows(rows.compact()))
-        cp.write(_TRAILER)
+    grants.copy_in(
+        conn,
+        f"COPY {table} ({COLUMNS}) FROM STDIN (FORMAT BINARY)",
+        (binary_rows(rows.compact()) for rows in batches if rows.n),
+    )
 
 
 def _dicts(rows: Rows) -> list[dict[str, Any]]:

@@ -8,10 +8,9 @@ before any index), so on PostgreSQL an opening writes what it computed as column
   how many consecutive holder ids share a block (``block_size``).
 - ``allowance_grants``: per run and block of holder ids, ``granted_qty`` as packed 32-bit big-endian
   integers laid out holder-major (element ``(holder_id % block_size) * slots + slot``), 0 where the
-  holder has no allowance; ``base_qty`` and ``carried_qty`` the same way, or NULL when the whole run
-  has base = granted (``with_base`` false) or nothing carried (``with_carried`` false). Packed
-  ``bytea`` rather than ``integer[]``: PostgreSQL parses an array element by element on COPY, which
-  doubled the write. Stored uncompressed (STORAGE EXTERNAL): compressing cost more than writing.
+  holder has no allowance; ``base_qty`` and ``carried_qty`` the same way, or NULL in every block of a
+  run whose base = granted or which carried nothing. Packed ``bytea`` rather than ``integer[]``:
+  PostgreSQL parses an array element by element on COPY, which doubled the write. Stored uncompressed (STORAGE EXTERNAL): compressing cost more than writing.
 - ``grant_qty(bytes, element)``: one element, for SQL that reads a single holder's grant.
 - ``period_openings.run_id`` / ``slot``: which run and slot hold an opening's grants (NULL: the
   opening wrote ``allowances`` rows directly — SQLite, top-ups, points).
@@ -50,8 +49,6 @@ def upgrade() -> None:
         sa.Column("holder_type", sa.String(16), nullable=False),
         sa.Column("slots", sa.Integer(), nullable=False),
         sa.Column("block_size", sa.Integer(), nullable=False),
-        sa.Column("with_base", sa.Boolean(), nullable=False),
-        sa.Column("with_carried", sa.Boolean(), nullable=False),
         sa.Column("holders", sa.Integer(), nullable=False),
         sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_grant_runs"),

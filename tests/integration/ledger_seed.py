@@ -116,12 +116,21 @@ def _store_as_grants(conn: Connection, allowances: list[dict[str, Any]]) -> None
             np.array([a["granted_qty"] for a in mine], dtype=np.int64),
             np.zeros(len(mine), dtype=np.int64),
         ))
-    stored = opening_repository.insert_new(conn, batches, T0)
+    stored = store_opened(conn, batches, T0)
     assert len(stored) == len(batches), "the seed fits grants"
+
+
+def store_opened(
+    conn: Connection, batches: list[opening_repository.Rows], at: datetime
+) -> dict[int, tuple[int, int]]:
+    """Store rows of periods nobody has opened, as an opening does (grants where they fit), and record
+    each rule's opening (its code: the product's); returns the (run, slot) of each batch stored as grants."""
+    stored = opening_repository.insert_new(conn, batches, at)
     for i, rows in enumerate(batches):
-        run_id, slot = stored[i]
+        run_id, slot = stored.get(i, (None, None))
         opening_repository.record_opening(
-            conn, holder_type="family", product_code=rows.product_code, rule_code=rows.product_code,
+            conn, holder_type=rows.holder_type, product_code=rows.product_code, rule_code=rows.product_code,
             rule_version_id=rows.rule_version_id, period_start=rows.period_start, period_end=rows.period_end,
-            rows=rows.n, carried_qty=0, points=0, opened_at=T0, opened_by="test", run_id=run_id, slot=slot,
+            rows=rows.n, carried_qty=0, points=0, opened_at=at, opened_by="test", run_id=run_id, slot=slot,
         )
+    return stored

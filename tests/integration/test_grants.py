@@ -20,6 +20,7 @@ from card_backend.db import make_session_factory
 from quota import grant_repository, ledger_repository, opening_repository
 from quota.opening import open_period
 from quota.opening_repository import Rows
+from tests.integration.ledger_seed import store_opened
 from tests.integration.rules_seed import seed_registry, seed_rules
 
 pytestmark = pytest.mark.postgres
@@ -39,21 +40,10 @@ def _batches(rng: np.random.Generator, holders: int) -> list[Rows]:
     return out
 
 
-def _open(conn, batches: list[Rows]) -> None:  # type: ignore[no-untyped-def]
-    stored = opening_repository.insert_new(conn, batches, START)
-    for i, rows in enumerate(batches):
-        run_id, slot = stored.get(i, (None, None))
-        opening_repository.record_opening(
-            conn, holder_type=rows.holder_type, product_code=rows.product_code, rule_code=rows.product_code,
-            rule_version_id=rows.rule_version_id, period_start=rows.period_start, period_end=rows.period_end,
-            rows=rows.n, carried_qty=0, points=0, opened_at=START, opened_by="test", run_id=run_id, slot=slot,
-        )
-
-
 def test_every_reader_sees_what_the_opening_stored(pg_engine: Engine) -> None:
     batches = _batches(np.random.default_rng(3), 2_000)
     with pg_engine.begin() as conn:
-        _open(conn, batches)
+        store_opened(conn, batches, START)
         assert conn.scalar(text("SELECT count(*) FROM allowances")) == 0
         assert conn.scalar(text("SELECT count(*) FROM grant_runs")) == 1
     with pg_engine.connect() as conn:
@@ -85,7 +75,7 @@ def test_a_touch_makes_one_row_and_readers_then_read_the_row(pg_engine: Engine) 
     sugar = batches[0]
     holder = int(sugar.holder_ids[0])
     with pg_engine.begin() as conn:
-        _open(conn, batches)
+        store_opened(conn, batches, START)
     now = START + timedelta(days=3)
     with pg_engine.begin() as conn:
         states = ledger_repository.lock_current_allowances(conn, [("family", holder, "sugar")], now)
@@ -117,8 +107,10 @@ def test_rows_that_do_not_fit_grants_are_written_as_allowances(pg_engine: Engine
     huge = np.array([1, 2, 3], dtype=np.int64)
     ones = np.ones(3, dtype=np.int64)
     with pg_engine.begin() as conn:
-        _open(conn, [Rows("family", "sugar", 1, START, END, sparse, ones, ones, ones * 0)])
-        _open(conn, [Rows("vehicle", "gasoline", 2, START, END, huge, ones, ones * 2**33, ones * 0)])
+        store_opened(conn, [Rows("family", "sugar", 1, START, END, sparse, ones, ones, ones * 0)], START)
+        store_opened(
+            conn, [Rows("vehicle", "gasoline", 2, START, END, huge, ones, ones * 2**33, ones * 0)], START
+        )
         assert conn.scalar(text("SELECT count(*) FROM grant_runs")) == 0
         assert conn.scalar(text("SELECT count(*) FROM allowances")) == 6
         got = ledger_repository.allowances_of_holder(conn, "vehicle", 2)
@@ -164,7 +156,7 @@ def test_populations_with_and_without_gaps_share_a_run(pg_engine: Engine) -> Non
              np.where(allotted, every, 0), every * 0, allotted=allotted),
     ]
     with pg_engine.begin() as conn:
-        _open(conn, batches)
+        store_opened(conn, batches, START)
         assert conn.scalar(text("SELECT count(*) FROM grant_runs")) == 1
     with pg_engine.connect() as conn:
         for rows in batches:

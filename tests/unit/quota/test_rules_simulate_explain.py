@@ -187,18 +187,9 @@ def test_explain_says_why_a_rule_does_not_apply_at_all() -> None:
 
 
 def test_explain_takes_the_ledgers_own_allowance_state() -> None:
-    row = AllowanceState(
-        1,
-        "family",
-        2,
-        "sugar",
-        110,
-        datetime(2026, 11, 1, tzinfo=UTC),
-        datetime(2026, 12, 1, tzinfo=UTC),
-        4000,
-        4000,
-        used_qty=1500,
-        held_qty=500,
+    row = allowance(
+        "sugar", 110, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), 4000, 4000,
+        used_qty=1500, held_qty=500,
     )
     out = {e["rule"]: e for e in ex.explain(families().take(1), versions(DEMO.rules), AT, [row])}
     assert out["sugar_family"]["allowance"]["remaining_qty"] == 2000
