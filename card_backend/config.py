@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     # How often the worker checks for periods that have begun (a day's bread, a new week or month) and
     # opens them; 0 leaves opening to ``cardctl period open``.
     worker_periods_interval_s: float = Field(default=300.0, ge=0.0, le=86_400)
+    # Stored grants (an opened period's untouched allowances, PostgreSQL) are dropped this many days
+    # after their period ended and the next one opened; 0 keeps them for ever. 400 keeps a year and a
+    # season: the unserved report reads the last season's. About 20 MB per day of daily bread per
+    # 5 M families, 50 MB per monthly opening of 6 products per 1 M (docs/operations.md).
+    grants_keep_days: int = Field(default=400, ge=0, le=36_500)
     # Walk-in sales: a product's cap per point per local day when no cap is set for it (walk_in_caps).
     walk_in_daily_cap_qty: int = Field(default=0, ge=0, le=10**12)
     walk_in_timezone: str = "Asia/Damascus"

@@ -23,6 +23,7 @@ import argparse
 import io
 import os
 import random
+import statistics
 import threading
 import time
 import uuid
@@ -34,7 +35,7 @@ from sqlalchemy import create_engine, text
 
 from card_backend.db import make_engine
 from card_backend.migrate import upgrade
-from quota import opening_repository
+from quota import ledger_repository, opening_repository
 from quota.domain.terms import PeriodKind, PriceTier, Terms
 from quota.engine import GroupCommitEngine
 from quota.redemption import Redemption, StaticTerms
@@ -196,6 +197,27 @@ def run_batched_sql(url: str, holders: int, seconds: float, group: int, connecti
     return sum(done) / (time.monotonic() - began)
 
 
+def time_lookups(url: str, holders: int, samples: int = 50) -> tuple[float, float, int]:
+    """Median ms of a family's draw history (newest 200) and of the already-reversed check, on the
+    journal the runs above wrote; and its size. Both are indexed (migration 0008): before, each was a
+    scan of the whole journal."""
+    engine = make_engine(url)
+    rng = random.Random(5)
+    draws: list[float] = []
+    reversals: list[float] = []
+    with engine.connect() as conn:
+        entries = int(conn.execute(text("SELECT count(*) FROM journal")).scalar_one())
+        for _ in range(samples):
+            began = time.perf_counter()
+            ledger_repository.family_draws(conn, rng.randint(1, holders), 200)
+            draws.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            ledger_repository.reversal_of(conn, uuid.uuid4().hex)
+            reversals.append(time.perf_counter() - began)
+    engine.dispose()
+    return 1000 * statistics.median(draws), 1000 * statistics.median(reversals), entries
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--holders", type=int, default=1_000_000)
@@ -229,6 +251,10 @@ def main() -> None:
                             args.max_items, FIELDED)
     print(f"bench engine_redeem_fielded_checks {fielded:.0f} redemptions/s", flush=True)
     print(f"ratio fielded/(b) {fielded / rate:.2f}", flush=True)
+    draws_ms, reversal_ms, entries = time_lookups(url, args.holders)
+    print(f"# lookups on a journal of {entries} entries", flush=True)
+    print(f"bench family_draws {draws_ms:.2f} ms", flush=True)
+    print(f"bench reversal_check {reversal_ms:.2f} ms", flush=True)
     store_as_grants(url, args.holders)
     first, _ = run_engine(url, args.holders, args.seconds, args.callers, args.window, args.writers,
                           args.max_items)

@@ -63,7 +63,8 @@ def register(app: typer.Typer) -> None:
         if done is not None:
             typer.echo(
                 f"holds expired {done.holds_expired}, messages queued {done.messages_queued} sent "
-                f"{done.messages_sent} failed {done.messages_failed}, seals {done.seals_made}"
+                f"{done.messages_sent} failed {done.messages_failed}, seals {done.seals_made}, "
+                f"grant blocks pruned {done.grant_blocks_pruned}"
             )
 
     @rules_app.command("load")
@@ -93,6 +94,22 @@ def register(app: typer.Typer) -> None:
                 opened_by="cardctl",
             )
         console.print(f"opened {report.rows} allowances")
+
+    @period_app.command("prune-grants")
+    def period_prune_grants(
+        keep_days: int | None = typer.Option(None, min=0,
+                                             help="default: CARD_GRANTS_KEEP_DAYS (0 with this: all ended)"),
+    ) -> None:
+        """Drop the stored grants of periods that ended over KEEP_DAYS ago and were followed by the next
+        opening (their untouched holders are then no longer known to reports)."""
+        from quota.opening import prune_grants
+
+        settings = get_settings()
+        factory = make_session_factory(make_engine(settings.database_url))
+        keep = settings.grants_keep_days if keep_days is None else keep_days
+        with session_scope(factory) as session:
+            pruned = prune_grants(session, datetime.now(UTC), keep)
+        console.print(f"pruned {pruned.runs} grant runs ({pruned.blocks} blocks) ended over {keep} days ago")
 
     @journal_app.command("seal")
     def journal_seal() -> None:
@@ -148,11 +165,18 @@ def run_worker(
             report = open_due(session, datetime.now(UTC), settings.governorates)
         return report.rows if report is not None else 0
 
+    def prune_grants() -> int:
+        from quota.opening import prune_grants as prune
+
+        with session_scope(factory) as session:
+            return prune(session, datetime.now(UTC), settings.grants_keep_days).blocks
+
     jobs = Worker(ledger, notifier, holds_interval_s=settings.worker_holds_interval_s,
                   messages_interval_s=settings.worker_messages_interval_s,
                   seal_interval_s=settings.worker_seal_interval_s,
                   open_periods=open_periods if settings.worker_periods_interval_s > 0 else None,
-                  periods_interval_s=settings.worker_periods_interval_s or 300.0)
+                  periods_interval_s=settings.worker_periods_interval_s or 300.0,
+                  prune_grants=prune_grants if settings.grants_keep_days > 0 else None)
     try:
         if once:
             return jobs.run_once()

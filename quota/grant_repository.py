@@ -20,6 +20,11 @@ time a redemption, hold, top-up or rebind touches that holder and product in a l
 concurrent groups agree). Until then every reader sees the grant as an untouched allowance:
 ``holder_rows`` (quota, explain) and ``period_columns`` (carry-over, top-ups, the unserved report).
 
+Grants are kept until ``prune`` drops a run: every period it opened has ended before the retention
+cut-off and has a successor opening (so carry-over was computed from it). The openings keep their
+record with ``grants_pruned_at`` set; their untouched holders are no longer known (the unserved
+report refuses such a period).
+
 Where grants do not fit — SQLite, a quantity over 2^31 - 1, holder ids too sparse for blocks — the
 opening writes ``allowances`` rows directly, as it always did; both forms can coexist.
 """
@@ -344,3 +349,36 @@ def holder_rows(conn: Connection, holder_type: str, holder_id: int) -> list[dict
         for p, v, s, e, b, g, c in rows
     ]
 
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    runs: int
+    blocks: int
+
+
+# Runs all of whose openings ended by the cut-off and were followed by an opening of the same product.
+_PRUNABLE = (
+    "SELECT r.id FROM grant_runs r WHERE NOT EXISTS (SELECT 1 FROM period_openings o WHERE o.run_id = r.id "
+    "AND (o.period_end IS NULL OR o.period_end > :before OR NOT EXISTS (SELECT 1 FROM period_openings n "
+    "WHERE n.holder_type = o.holder_type AND n.product_code = o.product_code "
+    "AND n.period_start >= o.period_end))) ORDER BY r.id"
+)
+
+
+def prune(conn: Connection, before: datetime, at: datetime) -> Pruned:
+    """Drop the grants of runs whose periods all ended by ``before`` and were succeeded (PostgreSQL;
+    the caller holds the openings lock, so no opening reads a run while it goes)."""
+    if not is_pg(conn):
+        return Pruned(0, 0)
+    runs = [int(r) for r in conn.execute(text(_PRUNABLE), {"before": before}).scalars()]
+    if not runs:
+        return Pruned(0, 0)
+    conn.execute(
+        text("UPDATE period_openings SET run_id = NULL, slot = NULL, grants_pruned_at = :at "
+             "WHERE run_id = ANY(:runs)"),
+        {"at": at, "runs": runs},
+    )
+    blocks = conn.execute(text("DELETE FROM allowance_grants WHERE run_id = ANY(:runs)"), {"runs": runs})
+    conn.execute(text("DELETE FROM grant_runs WHERE id = ANY(:runs)"), {"runs": runs})
+    return Pruned(len(runs), int(blocks.rowcount))

@@ -49,7 +49,7 @@ def lock(
                 stock_repo.lock_stock(conn, pairs))
     rows, entries, stock = pg.lock_phase(conn, sorted(set(keys)), now, sorted(set(entry_ids)),
                                          sorted(set(pairs)))
-    states = [AllowanceState(*row) for row in rows]
+    states = [AllowanceState._make(row) for row in rows]
     return (
         {(s.holder_type, s.holder_id, s.product_code): s for s in states},
         {e["entry_id"]: repo.entry_row(e) for e in entries},

@@ -9,6 +9,7 @@ PostgreSQL and keeps portable forms for SQLite.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -46,7 +47,10 @@ def iso(value: datetime) -> str:
 
 
 def journal_values(row: Mapping[str, Any]) -> list[Any]:
-    values = [row.get(name) for name in JOURNAL_FIELDS]
+    try:  # a redemption's row has every column: one C-level lookup for all of them
+        values = list(_journal_row(row))
+    except KeyError:
+        values = [row.get(name) for name in JOURNAL_FIELDS]
     created = values[-1]
     if isinstance(created, datetime):
         values[-1] = iso(created)
@@ -82,6 +86,7 @@ _JOURNAL_COLUMNS = (
 _JOURNAL_TYPES = ("text", "text", "text", "bigint", "text", "bigint", "text", "text", "text", "bigint",
                   "bigint", "bigint", "text", "text", "text", "text", "timestamptz")
 JOURNAL_FIELDS = tuple(name.strip() for name in _JOURNAL_COLUMNS.split(","))
+_journal_row = operator.itemgetter(*JOURNAL_FIELDS)
 _INSERT_JOURNAL = (
     f"INSERT INTO journal ({_JOURNAL_COLUMNS}) SELECT "
     + ", ".join(f"(r->>{n})::{t}" for n, t in enumerate(_JOURNAL_TYPES))

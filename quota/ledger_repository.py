@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import psycopg
 from sqlalchemy import (
@@ -81,8 +80,7 @@ def is_pg(conn: Connection) -> bool:
 
 
 # Cards and points -------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class CardRow:
+class CardRow(NamedTuple):
     serial: str
     state: str
     holder_type: str

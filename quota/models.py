@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -86,8 +87,10 @@ class Allowance(Base):
 class JournalEntry(Base):
     __tablename__ = "journal"
     __table_args__ = (
-        Index("ix_journal_allowance", "allowance_id"),
+        Index("ix_journal_holder", "holder_id", "seq"),
         Index("ix_journal_point_created", "point_code", "created_at"),
+        Index("ix_journal_reversal", "ref_entry_id", postgresql_where=text("ref_entry_id IS NOT NULL"),
+              sqlite_where=text("ref_entry_id IS NOT NULL")),
     )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -249,6 +249,16 @@ def open_due(
     if not due:
         return None
     return open_period(session, at=at, rules=due, governorates=governorates, tz=tz, opened_by="worker")
+
+
+def prune_grants(session: Session, at: datetime, keep_days: int) -> grant_repository.Pruned:
+    """Drop the stored grants of periods that ended more than ``keep_days`` ago and have been followed
+    by the next opening (the worker, daily; ``cardctl period prune-grants``)."""
+    if keep_days < 0:
+        raise ValueError("keep_days must be zero or more")
+    conn = session.connection()
+    repo.lock_openings(conn)
+    return grant_repository.prune(conn, at - timedelta(days=keep_days), at)
 
 
 def _credit_points(

@@ -55,6 +55,7 @@ period_openings = Table(
     Column("opened_by", String(64), nullable=False),
     Column("run_id", Integer),
     Column("slot", Integer),
+    Column("grants_pruned_at", DateTime(timezone=True)),
 )
 _TABLE = cast(Table, Allowance.__table__)
 _A = _TABLE.c
@@ -354,6 +355,20 @@ def lock_openings(conn: Connection) -> None:
 
 def record_opening(conn: Connection, **values: Any) -> None:
     conn.execute(insert(period_openings), [values])
+
+
+def grants_pruned_at(
+    conn: Connection, holder_type: str, product_code: str, period_start: datetime
+) -> datetime | None:
+    """When the grants of this product's period were dropped (``grant_repository.prune``), if they were:
+    its untouched holders are no longer known."""
+    po = period_openings.c
+    found = conn.execute(
+        select(func.max(po.grants_pruned_at)).where(
+            po.holder_type == holder_type, po.product_code == product_code,
+            po.period_start == period_start.astimezone(UTC))
+    ).scalar_one()
+    return cast(datetime | None, found)
 
 
 def period_rows(

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection
 
@@ -57,8 +57,7 @@ class Redemption:
         return hashlib.sha256(body.encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """The answer given after commit; ``replayed`` marks a retry answered from the journal."""
 
     entry_id: str
@@ -194,6 +193,7 @@ def _decide_one(
     """Decide one request against the group's working rows; fills its journal ``row``."""
     card = cards.get(item.card_serial)
     result: str
+    possible_at: datetime | None = None
     if card is None:
         result = Result.CARD_UNKNOWN
     elif card.state != "active":
@@ -230,6 +230,9 @@ def _decide_one(
                 row["price_minor"] = decision.price_minor
                 row["remaining_qty"] = decision.remaining_qty
             elif decision.possible_at is not None:
-                row["reason"] = f"possible_at={decision.possible_at.isoformat()}"
-    row["result"] = str(result)
-    return outcome_of(row, replayed=False)
+                possible_at = decision.possible_at
+                row["reason"] = f"possible_at={possible_at.isoformat()}"
+    row["result"] = result = str(result)
+    # The answer ``outcome_of(row)`` would read back, built from what is at hand.
+    return Outcome(item.entry_id, result, row["quantity_qty"], row["remaining_qty"], row["price_minor"],
+                   possible_at)

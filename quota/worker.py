@@ -1,5 +1,5 @@
 """Background jobs of one deployment: open periods as they begin, expire holds, send messages, seal
-the journal.
+the journal, drop stored grants past their retention (daily).
 
 Each job runs every ``interval_s`` (bounded by the settings), in one thread, one after another: the
 jobs are short and each is safe to run from several processes (hold expiry and sealing take their
@@ -33,6 +33,7 @@ class Round:
     messages_failed: int = 0
     seals_made: int = 0
     allowances_opened: int = 0
+    grant_blocks_pruned: int = 0
 
 
 @dataclass(slots=True)
@@ -47,21 +48,28 @@ class Worker:
     def __init__(self, ledger: LedgerService, notifier: Notifier, *, holds_interval_s: float = 5.0,
                  messages_interval_s: float = 2.0, seal_interval_s: float = 60.0,
                  open_periods: Callable[[], int] | None = None, periods_interval_s: float = 300.0,
+                 prune_grants: Callable[[], int] | None = None, prune_interval_s: float = 86_400.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.ledger = ledger
         self.notifier = notifier
         self.monotonic = monotonic
         self.open_periods = open_periods
+        self.prune_grants = prune_grants
         self.jobs = [
             *([Job("periods", periods_interval_s, self._open)] if open_periods is not None else []),
             Job("holds", holds_interval_s, self._expire),
             Job("messages", messages_interval_s, self._messages),
             Job("seal", seal_interval_s, self._seal),
+            *([Job("grants", prune_interval_s, self._prune)] if prune_grants is not None else []),
         ]
 
     def _open(self, done: Round) -> None:
         assert self.open_periods is not None
         done.allowances_opened += self.open_periods()
+
+    def _prune(self, done: Round) -> None:
+        assert self.prune_grants is not None
+        done.grant_blocks_pruned += self.prune_grants()
 
     def _expire(self, done: Round) -> None:
         done.holds_expired += self.ledger.expire_holds()

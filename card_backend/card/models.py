@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, LargeBinary, String, func, text
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from card_backend.db import Base
@@ -12,6 +12,9 @@ class Card(Base):
     __tablename__ = "cards"
     __table_args__ = (
         Index("ix_cards_holder", "holder_type", "holder_id"),
+        # The redemption group's card lookup reads state and holder from the index alone (0008).
+        UniqueConstraint("serial", name="uq_cards_serial",
+                         postgresql_include=["state", "holder_type", "holder_id"]),
         # One active card per holder, enforced by the database too (partial unique index).
         Index(
             "uq_cards_one_active_per_holder",
@@ -24,7 +27,7 @@ class Card(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    serial: Mapped[str] = mapped_column(String(32), unique=True)
+    serial: Mapped[str] = mapped_column(String(32))
     holder_type: Mapped[str] = mapped_column(String(16))
     holder_id: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(12), default="active")

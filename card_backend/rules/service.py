@@ -57,6 +57,12 @@ class NoSeason(InvalidInput):
     code = "no_batch_season"
 
 
+class SeasonPruned(Conflict):
+    """The season's stored grants were dropped (retention): who drew nothing can no longer be told."""
+
+    code = "season_grants_pruned"
+
+
 def add_product(session: Session, spec: ProductSpec, active: bool) -> Product:
     if rules_repository.get_product(session, spec.code) is not None:
         raise ProductExists(f"product {spec.code!r} exists")
@@ -170,6 +176,10 @@ def unserved(session: Session, product: str, at: datetime | None) -> dict[str, A
     last = last_season(rule.period, when)
     if last is None:
         raise NoSeason(f"{product!r} has no previous season")
+    pruned_at = allowances.grants_pruned_at(session.connection(), rule.holder_type, product, last.start)
+    if pruned_at is not None:
+        raise SeasonPruned(f"the grants of {product!r} from {last.start.date()} were pruned on "
+                           f"{pruned_at.date()} (CARD_GRANTS_KEEP_DAYS)")
     hid, used = allowances.period_rows(session.connection(), rule.holder_type, product, last.start)
     return {
         "product": product,

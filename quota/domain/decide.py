@@ -10,9 +10,9 @@ a fixed order give exactly the results of a serial execution.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 from quota.domain import batches
 from quota.domain.terms import PeriodKind, Terms
@@ -41,9 +41,13 @@ class Result(StrEnum):
     BINDING_CHANGES_EXHAUSTED = "binding_changes_exhausted"
 
 
-@dataclass(frozen=True, slots=True)
-class AllowanceState:
-    """The columns of one ``allowances`` row that a decision reads or writes."""
+class AllowanceState(NamedTuple):
+    """The columns of one ``allowances`` row that a decision reads or writes.
+
+    A named tuple, not a frozen dataclass: a group makes two per redemption (the row read and the row
+    written back), and a frozen dataclass of 16 fields cost ~4 µs to build, a tuple ~0.5 µs. Change
+    one with ``state._replace(...)``.
+    """
 
     id: int
     holder_type: str
@@ -67,8 +71,9 @@ class AllowanceState:
         return self.granted_qty - self.used_qty - self.held_qty
 
 
-@dataclass(frozen=True, slots=True)
-class TierCharge:
+# The ledger's values are named tuples: a group builds several per redemption, and a frozen dataclass
+# costs ~0.25 µs per field to build (each field set through object.__setattr__), a tuple next to nothing.
+class TierCharge(NamedTuple):
     """The part of one debit that falls in one price tier."""
 
     tier: str
@@ -76,8 +81,7 @@ class TierCharge:
     price_minor: int
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The answer to one request: ``state`` is the row to write back (unchanged on a refusal)."""
 
     result: Result
@@ -118,10 +122,9 @@ def current_window(state: AllowanceState, terms: Terms, now: datetime) -> Allowa
         return state
     end = now + timedelta(days=terms.rolling_days)
     if state.period_end is None and state.used_qty == 0:
-        return replace(state, period_start=now, period_end=end)
+        return state._replace(period_start=now, period_end=end)
     extra = state.topup_qty + state.carried_qty
-    return replace(
-        state,
+    return state._replace(
         period_start=now,
         period_end=end,
         used_qty=0,
@@ -207,15 +210,16 @@ def decide_redeem(
     window = current_window(state, terms, now)
     refusal = _check_request(window, terms, quantity_qty, point_code, now)
     if refusal is not None:
-        return replace(refusal, state=state)
+        return refusal._replace(state=state)
     charges = price_charges(window, terms, quantity_qty)
     new = _debited(window, quantity_qty, now, _bind(window, terms, point_code))
-    return Decision(Result.OK, new, quantity_qty, sum(c.price_minor for c in charges), charges)
+    price = charges[0].price_minor if len(charges) == 1 else sum(c.price_minor for c in charges)
+    return Decision(Result.OK, new, quantity_qty, price, charges)
 
 
 def _debited(s: AllowanceState, qty: int, now: datetime, home: str | None) -> AllowanceState:
-    """``replace(s, used_qty=…, last_redeemed_at=…, home_point_code=…)`` without its generic cost:
-    this runs once per redemption on the hot path."""
+    """``s._replace(used_qty=…, last_redeemed_at=…, home_point_code=…)`` without its keyword
+    handling: this runs once per redemption on the hot path."""
     return AllowanceState(s.id, s.holder_type, s.holder_id, s.product_code, s.rule_version_id,
                           s.period_start, s.period_end, s.base_qty, s.granted_qty, s.used_qty + qty,
                           s.held_qty, s.carried_qty, s.topup_qty, now, home, s.binding_changes)
@@ -228,9 +232,8 @@ def decide_hold(
     window = current_window(state, terms, now)
     refusal = _check_request(window, terms, quantity_qty, point_code, now)
     if refusal is not None:
-        return replace(refusal, state=state)
-    new = replace(
-        window,
+        return refusal._replace(state=state)
+    new = window._replace(
         held_qty=window.held_qty + quantity_qty,
         last_redeemed_at=now,
         home_point_code=_bind(window, terms, point_code),
@@ -246,15 +249,15 @@ def decide_post(
         return Decision(Result.INVALID_QUANTITY, state)
     if dispensed_qty > reserved_qty:
         return Decision(Result.EXCEEDS_HOLD, state)
-    released = replace(state, held_qty=max(state.held_qty - reserved_qty, 0))
+    released = state._replace(held_qty=max(state.held_qty - reserved_qty, 0))
     charges = price_charges(released, terms, dispensed_qty)
-    new = replace(released, used_qty=released.used_qty + dispensed_qty)
+    new = released._replace(used_qty=released.used_qty + dispensed_qty)
     return Decision(Result.OK, new, dispensed_qty, sum(c.price_minor for c in charges), charges)
 
 
 def decide_release(state: AllowanceState, reserved_qty: int) -> Decision:
     """Void or expire a hold: its whole reservation returns."""
-    return Decision(Result.OK, replace(state, held_qty=max(state.held_qty - reserved_qty, 0)))
+    return Decision(Result.OK, state._replace(held_qty=max(state.held_qty - reserved_qty, 0)))
 
 
 def decide_reverse(state: AllowanceState, quantity_qty: int) -> Decision:
@@ -263,7 +266,7 @@ def decide_reverse(state: AllowanceState, quantity_qty: int) -> Decision:
         return Decision(Result.INVALID_QUANTITY, state)
     if quantity_qty > state.used_qty:
         return Decision(Result.EXCEEDS_USED, state)
-    return Decision(Result.OK, replace(state, used_qty=state.used_qty - quantity_qty), -quantity_qty)
+    return Decision(Result.OK, state._replace(used_qty=state.used_qty - quantity_qty), -quantity_qty)
 
 
 def decide_topup(state: AllowanceState, quantity_qty: int, cap_qty: int | None = None) -> Decision:
@@ -272,8 +275,7 @@ def decide_topup(state: AllowanceState, quantity_qty: int, cap_qty: int | None =
         return Decision(Result.INVALID_QUANTITY, state)
     if cap_qty is not None and state.topup_qty + quantity_qty > cap_qty:
         return Decision(Result.EXCEEDS_ALLOWANCE, state)
-    new = replace(
-        state,
+    new = state._replace(
         granted_qty=state.granted_qty + quantity_qty,
         topup_qty=state.topup_qty + quantity_qty,
     )
@@ -283,10 +285,10 @@ def decide_topup(state: AllowanceState, quantity_qty: int, cap_qty: int | None =
 def decide_rebind(state: AllowanceState, terms: Terms, point_code: str) -> Decision:
     """Move the home point; each move after the first binding counts against the period's limit."""
     if terms.binding_max_changes is None or state.home_point_code == point_code:
-        return Decision(Result.OK, replace(state, home_point_code=point_code))
+        return Decision(Result.OK, state._replace(home_point_code=point_code))
     if state.home_point_code is None:
-        return Decision(Result.OK, replace(state, home_point_code=point_code))
+        return Decision(Result.OK, state._replace(home_point_code=point_code))
     if state.binding_changes >= terms.binding_max_changes:
         return Decision(Result.BINDING_CHANGES_EXHAUSTED, state)
-    new = replace(state, home_point_code=point_code, binding_changes=state.binding_changes + 1)
+    new = state._replace(home_point_code=point_code, binding_changes=state.binding_changes + 1)
     return Decision(Result.OK, new)

@@ -6,7 +6,6 @@ chosen so every rule of the demo set has holders on both sides of its predicates
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -162,7 +161,7 @@ def allowance_rows(
     """Every allowance of these holders for the product, by holder then period start, as the ledger
     reads them (rows and grants not yet touched alike)."""
     return [
-        asdict(state)
+        state._asdict()
         for h in holder_ids
         for state in ledger_repository.allowances_of_holder(session.connection(), holder_type, h)
         if state.product_code == product

@@ -9,15 +9,17 @@ ordinary allowances instead.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import Engine, text
 
+from card_backend.config import Settings
 from card_backend.db import make_session_factory
 from quota import grant_repository, ledger_repository, opening_repository
+from quota.cli import run_worker
 from quota.opening import open_period
 from quota.opening_repository import Rows
 from tests.integration.ledger_seed import store_opened
@@ -81,7 +83,7 @@ def test_a_touch_makes_one_row_and_readers_then_read_the_row(pg_engine: Engine) 
         states = ledger_repository.lock_current_allowances(conn, [("family", holder, "sugar")], now)
         state = states[("family", holder, "sugar")]
         assert state.id > 0 and state.granted_qty == int(sugar.granted_qty[0]) and state.used_qty == 0
-        ledger_repository.write_allowances(conn, [replace(state, used_qty=700)])
+        ledger_repository.write_allowances(conn, [state._replace(used_qty=700)])
     with pg_engine.begin() as conn:  # a second touch finds the row, makes no other
         again = ledger_repository.lock_current_allowances(conn, [("family", holder, "sugar")], now)
         assert again[("family", holder, "sugar")].used_qty == 700
@@ -167,3 +169,56 @@ def test_populations_with_and_without_gaps_share_a_run(pg_engine: Engine) -> Non
         states = ledger_repository.allowances_of_holder(conn, "family", 301)
         seen = {s.product_code: s.granted_qty for s in states}
         assert seen == {"rice": 308, "tea": 301}
+
+
+def test_prune_drops_only_runs_that_ended_and_were_followed(pg_engine: Engine) -> None:
+    """Retention: a month's grants go once it ended before the cut-off and the next month was opened
+    (its carry-over read them); the rows the ledger made stay, and the opening says it was pruned."""
+    nov = _batches(np.random.default_rng(11), 500)
+    dec_start, dec_end = END, END + timedelta(days=31)
+    dec = [Rows("family", r.product_code, r.rule_version_id, dec_start, dec_end, r.holder_ids, r.base_qty,
+                r.granted_qty, r.carried_qty) for r in nov]
+    touched = int(nov[0].holder_ids[0])
+    with pg_engine.begin() as conn:
+        store_opened(conn, nov, START)
+        key = ("family", touched, "sugar")
+        ledger_repository.lock_current_allowances(conn, [key], START + timedelta(days=2))  # materialised
+    with pg_engine.begin() as conn:  # December not opened yet: November must stay (carry-over)
+        assert grant_repository.prune(conn, dec_end, dec_end) == grant_repository.Pruned(0, 0)
+        store_opened(conn, dec, dec_start)
+    pruned_at = dec_start + timedelta(days=5)
+    with pg_engine.begin() as conn:  # a cut-off before November ended prunes nothing either
+        assert grant_repository.prune(conn, END - timedelta(seconds=1), pruned_at).runs == 0
+        pruned = grant_repository.prune(conn, END, pruned_at)
+    assert pruned.runs == 1 and pruned.blocks > 0
+    with pg_engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM grant_runs")) == 1
+        ids, _, _, _ = grant_repository.period_columns(conn, "family", "sugar", START)
+        assert ids.tolist() == []
+        hid, *_ = opening_repository.previous_rows(conn, "family", "sugar", START)
+        assert hid.tolist() == [touched]  # the row the ledger made is kept
+        ids, _, _, _ = grant_repository.period_columns(conn, "family", "sugar", dec_start)
+        assert ids.tolist() == dec[0].holder_ids.tolist()
+        assert opening_repository.grants_pruned_at(conn, "family", "sugar", START) == pruned_at
+        assert opening_repository.grants_pruned_at(conn, "family", "sugar", dec_start) is None
+        assert {s.period_start for s in ledger_repository.allowances_of_holder(conn, "family", touched)
+                if s.product_code == "sugar"} == {START, dec_start}
+
+
+def test_the_worker_prunes_grants_past_their_retention(pg_engine: Engine, tmp_path: Path) -> None:
+    jan, feb, mar = (datetime(2025, m, 1, tzinfo=UTC) for m in (1, 2, 3))
+    batches = _batches(np.random.default_rng(13), 200)
+    with pg_engine.begin() as conn:
+        for start, end in ((jan, feb), (feb, mar)):
+            store_opened(conn, [Rows("family", r.product_code, r.rule_version_id, start, end, r.holder_ids,
+                                     r.base_qty, r.granted_qty, r.carried_qty) for r in batches], start)
+    url = pg_engine.url.render_as_string(hide_password=False)
+    kept = run_worker(Settings(database_url=url, jwt_secret="w" * 48, grants_keep_days=0,
+                               messages_outbox_path=tmp_path / "m.txt"), once=True)
+    assert kept is not None and kept.grant_blocks_pruned == 0  # 0: keep for ever
+    done = run_worker(Settings(database_url=url, jwt_secret="w" * 48, grants_keep_days=30,
+                               messages_outbox_path=tmp_path / "m.txt"), once=True)
+    assert done is not None and done.grant_blocks_pruned > 0  # January went; February has no successor
+    with pg_engine.connect() as conn:
+        assert opening_repository.grants_pruned_at(conn, "family", "sugar", jan) is not None
+        assert opening_repository.grants_pruned_at(conn, "family", "sugar", feb) is None

@@ -159,6 +159,11 @@ def test_unserved_report_lists_families_that_drew_no_heating_oil(
     assert r.status_code == 200, r.text
     assert r.json()["holder_ids"] == [2, 4]
     assert r.json()["period_start"].startswith("2025-10-15")
+    with session_factory.begin() as s:  # the season's grants pruned (retention): no list missing the unserved
+        s.execute(text("UPDATE period_openings SET grants_pruned_at = '2026-12-01T00:00:00+00:00' "
+                       "WHERE product_code = 'heating_diesel'"))
+    r = client.get("/api/v1/batches/unserved", params={"product": "heating_diesel", "at": NOV}, headers=admin)
+    assert r.status_code == 409 and r.json()["error"] == "season_grants_pruned", r.text
 
 
 def test_a_period_key_opens_from_its_first_day_and_a_bad_one_is_refused(
