@@ -24,8 +24,8 @@ _device_cache = DeviceTokenCache()
 
 
 def forget_device_tokens() -> None:
-    """Drop this process's cached device principals (after a revocation; other processes forget
-    within the cache's 30 s)."""
+    """Drop this process's cached device principals (after a revocation, here or in another process:
+    ``auth.revocations``)."""
     _device_cache.clear()
 
 

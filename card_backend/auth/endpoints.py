@@ -1,18 +1,37 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.security import OAuth2PasswordRequestForm
 
 from card_backend.auth import service
-from card_backend.auth.deps import CurrentPrincipal, require_roles
+from card_backend.auth.deps import CurrentPrincipal, forget_device_tokens, require_roles
 from card_backend.auth.principal import Principal, Role
 from card_backend.auth.repository import UserRepository
+from card_backend.auth.revocations import RevocationListener
 from card_backend.auth.schemas import Me, Token, UserCreate, UserOut
 from card_backend.deps import SessionDep, SettingsDep
 
-router = APIRouter(prefix="/api/v1", tags=["auth"])
+
+@asynccontextmanager
+async def _revocations_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """On PostgreSQL, listen for device revocations made by any API process (``auth.revocations``)."""
+    engine = app.state.engine
+    listener = None
+    if engine.dialect.name == "postgresql":
+        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        listener = RevocationListener(dsn, forget_device_tokens).start()
+    app.state.revocations = listener
+    yield
+    if listener is not None:
+        await asyncio.to_thread(listener.stop)
+
+
+router = APIRouter(prefix="/api/v1", tags=["auth"], lifespan=_revocations_lifespan)
 
 
 @router.post("/auth/token", response_model=Token)

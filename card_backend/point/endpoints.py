@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
+from sqlalchemy import event
 
 from card_backend.auth import deps as auth_deps
 from card_backend.auth.deps import READERS, require_roles
@@ -75,8 +76,10 @@ def list_devices(code: str, session: SessionDep, _: Principal = Depends(READ)) -
 
 @router.post("/devices/{device_id}/revoke", response_model=DeviceOut)
 def revoke_device(device_id: int, session: SessionDep, _: Principal = Depends(DEVICES)) -> DeviceOut:
-    """The device's token stops working at once in this process; other API processes drop it when their
-    device-token cache entry expires (``auth.token_cache``, at most its TTL)."""
+    """The device's token stops working at once, in every API process: this one drops its cached
+    devices after the commit, the others when PostgreSQL delivers the revocation's notification
+    (``auth.revocations``)."""
     out = service.revoke_device(session, device_id)
-    auth_deps.forget_device_tokens()
+    # After the commit: a request between a forget before it and the commit would cache the device again.
+    event.listen(session, "after_commit", lambda _: auth_deps.forget_device_tokens(), once=True)
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from card_backend.point.models import Device, Point
@@ -33,6 +33,11 @@ class PointRepository:
 
     def device(self, device_id: int) -> Device | None:
         return self.session.get(Device, device_id)
+
+    def announce_revocation(self) -> None:
+        """Tell every API process, at commit, to drop its cached devices (``auth.revocations``)."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(text("SELECT pg_notify('device_revoked', '')"))
 
     def devices(self, point_id: int) -> Sequence[Device]:
         return self.session.scalars(

@@ -117,4 +117,5 @@ def revoke_device(session: Session, device_id: int) -> DeviceOut:
         raise DeviceAlreadyRevoked({"device_id": device_id})
     device.revoked_at = datetime.now(UTC)
     session.flush()
+    PointRepository(session).announce_revocation()
     return DeviceOut.model_validate(device)

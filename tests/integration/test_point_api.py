@@ -1,6 +1,13 @@
 from __future__ import annotations
 
+import time
+
+import pytest
+from sqlalchemy import text
+
 from card_backend.auth.principal import Role
+from card_backend.db import make_session_factory
+from card_backend.point import service as point_service
 
 
 def point_body(**extra):
@@ -62,3 +69,47 @@ def test_device_token_is_shown_once_works_and_stops_working_when_revoked(client,
     assert r.status_code == 200 and r.json()["revoked_at"] is not None
     me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 401 and me.json()["error"] == "invalid_device_token"
+
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_a_device_revoked_by_another_api_process_is_refused_here_at_once(client, auth, engine):
+    """Every API process caches device tokens for 30 s; a revocation committed elsewhere (another uvicorn
+    worker: the same service call in its own transaction) reaches this process's cache by NOTIFY, also
+    after the listener's connection was cut."""
+    listener = client.app.state.revocations
+    assert listener is not None and listener.listening.wait(10)
+    reg = auth(Role.REGISTRAR)
+    client.post("/api/v1/points", json=point_body(), headers=reg)
+    enrol = "/api/v1/points/FS-DAM-001/devices"
+    devices = [client.post(enrol, json={"name": f"pump-{n}"}, headers=reg).json() for n in (1, 2)]
+
+    def me(token: str) -> int:
+        return client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}).status_code
+
+    def revoke_elsewhere(device_id: int) -> None:
+        with make_session_factory(engine).begin() as session:
+            point_service.revoke_device(session, device_id)
+
+    def refused_within(token: str, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if me(token) == 401:
+                return True
+            time.sleep(0.05)
+        return False
+
+    assert [me(d["token"]) for d in devices] == [200, 200]  # both cached now
+    revoke_elsewhere(devices[0]["id"])
+    assert refused_within(devices[0]["token"], 3.0)
+    with engine.connect() as conn:  # cut the listener's connection: it clears, reconnects, listens again
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE query LIKE 'LISTEN device_revoked%'"))
+    deadline = time.monotonic() + 5
+    while listener.listening.is_set() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert listener.listening.wait(10)
+    assert me(devices[1]["token"]) == 200
+    revoke_elsewhere(devices[1]["id"])
+    assert refused_within(devices[1]["token"], 3.0)
