@@ -47,6 +47,9 @@ from quota.redemption import (
 
 HOLD_NAMESPACE = uuid.UUID("5b0c6e0e-3f51-4f0a-9a43-6f1f3c0d9a11")
 DEBIT_KINDS = ("redeem", "post", "reverse", "walk_in")
+UNDELIVERED_REASON = "undelivered: the point lost the answer and handed nothing over"
+# Reversal ids derived from the debit's: a repeated advice finds its own reversal.
+_UNDELIVERED_IDS = uuid.UUID("5b0c6a8e-3f6f-4f43-9a51-0d8f3c1e7a21")
 
 
 def derived_id(hold_id: str, step: str) -> str:
@@ -262,6 +265,52 @@ class LedgerService:
                 if stock_repo.lock_stock(conn, [pair]):
                     stock_repo.add_dispensed(conn, {pair: -qty})
             return self._apply(conn, row, decision)
+
+    def undelivered(self, ref_entry_id: str, point_code: str, actor: str,
+                    now: datetime | None = None) -> Outcome:
+        """Reversal advice: the point that sent debit ``ref_entry_id`` never learnt its answer and
+        handed nothing over (the answer was lost, then the card's offline ceiling refused).
+
+        Applied, the debit is credited back by a reversal whose id is derived from the debit's (so the
+        advice is idempotent; result ``ok``, or ``already_reversed``). Not applied (it never arrived, or
+        has not yet), a ``void`` entry takes its id — result ``voided`` — so a late arrival is answered
+        ``exists_with_different_payload`` and never debits. A refused debit needs nothing:
+        ``not_debited``; another point's: ``wrong_point``.
+        """
+        now = now or self.clock()
+        original = self._entry_or_void(ref_entry_id, point_code, actor, now)
+        if isinstance(original, Outcome):
+            return original
+        if original["point_code"] != point_code:
+            return Outcome(ref_entry_id, "wrong_point")
+        if original["kind"] == "void":
+            return Outcome(ref_entry_id, "voided", replayed=True)
+        if original["kind"] != "redeem" or original["result"] != Result.OK.value:
+            return Outcome(ref_entry_id, "not_debited")
+        reversal_id = str(uuid.uuid5(_UNDELIVERED_IDS, ref_entry_id))
+        return self.reverse(reversal_id, ref_entry_id, UNDELIVERED_REASON, actor, now)
+
+    def _entry_or_void(
+        self, entry_id: str, point_code: str, actor: str, now: datetime
+    ) -> dict[str, Any] | Outcome:
+        """The stored entry under ``entry_id``, or a ``void`` entry written there now if none is."""
+        for attempt in (1, 2):
+            try:
+                with self.db.begin() as conn:
+                    repo.begin_write(conn)
+                    stored = repo.find_entries(conn, [entry_id]).get(entry_id)
+                    if stored is not None:
+                        return stored
+                    row = self._row(entry_id, "void", payload_hash("void", point=point_code), now,
+                                    result="voided", point_code=point_code, actor=actor,
+                                    reason=UNDELIVERED_REASON)
+                    repo.insert_entries(conn, [row])
+                    return Outcome(entry_id, "voided")
+            except repo.DATABASE_ERRORS:
+                if attempt == 2:
+                    raise
+                # the debit itself committed meanwhile under the same id (unique index): read it again
+        raise AssertionError("unreachable")
 
     def topup(self, entry_id: str, holder_type: str, holder_id: int, product: str, quantity_qty: int,
               reason: str, actor: str, cap_qty: int | None = None, now: datetime | None = None) -> Outcome:

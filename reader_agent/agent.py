@@ -245,9 +245,14 @@ class PointAgent:
         except BackendRefused as exc:
             return self._finish(tap, rid, product_code, quantity_qty, "refused", exc.code, offline=False)
         except BackendUnavailable:
-            return self._serve_offline(
+            # The answer is lost: the backend may have debited. Serve offline if the card allows; if
+            # nothing is handed over after all, the debit is in doubt and sync sends reversal advice.
+            served = self._serve_offline(
                 tap, rid, product_code, quantity_qty, signed=(signed.counter, signed.signature)
             )
+            if served.result != "ok":
+                self.outbox.mark(rid, "in_doubt")
+            return served
         certificate = answer.get("balance_certificate")
         if certificate:
             # If the card left just now the debit stands; the card keeps its older offline allowance.
@@ -335,11 +340,28 @@ class PointAgent:
 
     # -- recovery and sync -------------------------------------------------------------------
 
+    def _advise_undelivered(self, done: dict[str, int]) -> bool:
+        """Reversal advice for every debit in doubt; False while the backend is unreachable."""
+        for entry in self.outbox.entries("in_doubt"):
+            try:
+                answer = self.client.undelivered(entry.id)
+                state, result = "undone", "reversed" if answer["result"] == "ok" else str(answer["result"])
+            except BackendUnavailable:
+                return False
+            except BackendRefused as exc:  # not_debited: nothing to undo; otherwise a supervisor's case
+                state, result = ("undone", exc.code) if exc.code == "not_debited" else ("conflict", exc.code)
+            self.outbox.mark(entry.id, state, result)
+            done[state] = done.get(state, 0) + 1
+        return True
+
     def sync(self, batch: int = 200) -> dict[str, int]:
-        """Send what was served offline, and re-send signed debits whose answer was lost."""
+        """Undo debits in doubt, send what was served offline, and re-send signed debits whose answer
+        was lost."""
         done: dict[str, int] = {}
         for entry in self.outbox.entries("created"):
             self.outbox.mark(entry.id, "abandoned", "card_removed")  # never signed: nothing to debit
+        if not self._advise_undelivered(done):
+            return done
         for _ in range(MAX_SYNC_ROUNDS):
             entries = self.outbox.entries("offline", "signed", limit=batch)
             if not entries:

@@ -88,3 +88,7 @@ class BackendClient:
 
     def sync(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return list(self._call("POST", "/api/v1/offline/sync", {"items": items})["results"])
+
+    def undelivered(self, rid: str) -> dict[str, Any]:
+        """Reversal advice: debit ``rid`` was not handed over (its answer was lost)."""
+        return dict(self._call("POST", f"/api/v1/redemptions/{rid}/undelivered"))

@@ -5,7 +5,10 @@ signed it; it may or may not have reached the backend) → ``sent`` (the backend
 ``refused``; offline: ``offline`` (served within the ceiling, waiting for sync) → ``synced`` or
 ``conflict``. ``abandoned`` means the card left before signing: nothing can be debited. After a crash
 every ``signed`` row is re-sent with the same id, so the backend applies it at most once and the
-agent learns its answer. Each change is its own committed transaction (synchronous=FULL).
+agent learns its answer. ``in_doubt``: the card signed, the backend's answer was lost and then nothing
+was handed over (the offline ceiling refused, or the card left) — the backend may have debited, so
+``sync`` sends reversal advice for it (``undone``: credited back or voided; ``conflict`` if the backend
+cannot undo it, e.g. its period closed). Each change is its own committed transaction (synchronous=FULL).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ CREATE TABLE IF NOT EXISTS card_counters (serial TEXT PRIMARY KEY, last_counter 
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-STATES = ("created", "signed", "sent", "refused", "offline", "synced", "conflict", "abandoned")
+STATES = ("created", "signed", "sent", "refused", "offline", "synced", "conflict", "abandoned", "in_doubt",
+          "undone")
 
 
 @dataclass(frozen=True)
@@ -140,13 +144,14 @@ class Outbox:
         return {state: count for state, count in rows}
 
     def depth(self) -> int:
-        """Redemptions still owed to the backend (served offline, or signed and not yet answered).
+        """Redemptions still owed to the backend (served offline, signed and not yet answered, or in
+        doubt and not yet undone).
 
         The number a supervisor watches during an outage: it grows while the point serves offline
         and must come back to 0 once the backend is reachable and the agent has synced."""
         with self._lock:
             row = self._db.execute(
-                "SELECT COUNT(*) FROM outbox WHERE state IN ('offline', 'signed')"
+                "SELECT COUNT(*) FROM outbox WHERE state IN ('offline', 'signed', 'in_doubt')"
             ).fetchone()
         return int(row[0]) if row else 0
 

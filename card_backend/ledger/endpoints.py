@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 
 from card_backend.auth.deps import READERS, require_roles
 from card_backend.auth.principal import Principal, Role
@@ -108,6 +108,19 @@ def _answer(outcome: Outcome) -> OutcomeOut:
     return out
 
 
+def _own_point(ledger: LedgerService, principal: Principal) -> str:
+    """The point a device or clerk belongs to (the token of a clerk carries only its id)."""
+    if principal.point_code is not None:
+        return principal.point_code
+    own = None
+    if principal.point_id is not None:
+        with ledger.db.connect() as conn:
+            own = point_code_of(conn, principal.point_id)
+    if own is None:
+        raise WrongPoint(f"this {principal.kind} belongs to no point")
+    return own
+
+
 def _check_point(ledger: LedgerService, principal: Principal, point_codes: set[str]) -> None:
     """A device or a clerk tied to a point redeems at that point only."""
     if principal.point_id is None:
@@ -179,6 +192,24 @@ def void_hold(hold_id: str, _: Redeemer, ledger: LedgerDep) -> OutcomeOut:
 def reverse(body: ReversalIn, principal: Supervisor, ledger: LedgerDep) -> OutcomeOut:
     """A supervisor's correction with a reason: a new crediting entry, nothing edited."""
     return _answer(ledger.reverse(str(body.id), body.ref_entry_id, body.reason, principal.actor))
+
+
+@router.post("/redemptions/{entry_id}/undelivered", response_model=OutcomeOut,
+             responses={409: {"description": "refused: not_debited, period_closed"}})
+def undelivered(entry_id: Annotated[str, Path(min_length=1, max_length=36)], principal: Redeemer,
+                ledger: LedgerDep) -> OutcomeOut:
+    """Reversal advice from the point that sent a debit, never learnt its answer and handed nothing over
+    (the reader agent sends it when the answer was lost and the card's offline ceiling then refused).
+    Applied, the debit is credited back (``ok``, a reversal journalled under an id derived from the
+    debit's; ``already_reversed`` if a supervisor did); never applied, its id is voided (``voided``) so
+    a late arrival cannot debit. Idempotent; a device or clerk advises its own point's debits only."""
+    point = _own_point(ledger, principal)
+    outcome = ledger.undelivered(entry_id, point, principal.actor)
+    if outcome.result == "wrong_point":
+        raise WrongPoint(f"debit {entry_id} was not made at point {point}")
+    if outcome.result in ("voided", "already_reversed"):
+        return _out(outcome)
+    return _answer(outcome)
 
 
 @router.post("/topups", response_model=OutcomeOut)

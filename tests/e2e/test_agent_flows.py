@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from reader_agent.agent import TapRefused
+from reader_agent.client import BackendRefused, BackendUnavailable
 from tests.e2e.backend import enrol_device
 from tests.e2e.pcsc import PcscHarness, open_card_when_present
 from tests.e2e.stack import Stack
@@ -240,6 +241,68 @@ def test_backend_lost_between_tap_and_confirm_serves_the_signed_debit_offline_an
     stack.server.start()
     assert agent.sync() == {"synced": 1}
     assert stack.quota(SERIAL)["used_qty"] == 800
+
+
+def test_a_debit_whose_answer_was_lost_and_nothing_handed_over_is_undone_by_sync(
+    pcsc: PcscHarness, stack: Stack
+) -> None:
+    """The backend debited, the answer never came back, the card's offline ceiling then refused: the
+    family was charged for goods it did not get until sync sends reversal advice."""
+    stack.card(SERIAL)
+    stack.cards.insert(SERIAL, pcsc.reader(0))
+    reader = _ready(pcsc)
+    agent = stack.agent("P1")
+    agent.tap(reader).close()  # online: the card's offline ceiling is 2500 g
+    real = agent.client.redeem
+
+    def answer_lost(item: dict[str, object]) -> dict[str, object]:
+        real(item)  # the backend debits...
+        raise BackendUnavailable("connection reset before the answer")  # ...and the answer is lost
+
+    agent.client.redeem = answer_lost  # type: ignore[method-assign]
+    tap = agent.tap(reader)
+    try:
+        done = agent.redeem(tap, "sugar", 3000)
+    finally:
+        tap.close()
+    assert (done.result, done.offline, done.quantity_qty) == ("exceeds_offline_ceiling", True, 0)
+    assert stack.quota(SERIAL)["used_qty"] == 3000  # debited, nothing handed over
+    assert agent.outbox.depth() == 1
+    assert agent.sync() == {"undone": 1}
+    assert stack.quota(SERIAL)["used_qty"] == 0
+    entry = agent.outbox.get(done.redemption_id)
+    assert entry is not None and (entry.state, entry.result) == ("undone", "reversed")
+    assert agent.sync() == {} and agent.outbox.depth() == 0
+
+
+def test_a_debit_that_never_arrived_and_was_not_handed_over_can_never_debit_later(
+    pcsc: PcscHarness, stack: Stack
+) -> None:
+    stack.card(SERIAL)
+    stack.cards.insert(SERIAL, pcsc.reader(0))
+    reader = _ready(pcsc)
+    agent = stack.agent("P1")
+    agent.tap(reader).close()
+    tap = agent.tap(reader)
+    try:
+        assert tap.online
+        stack.server.stop()  # the signed debit goes nowhere
+        done = agent.redeem(tap, "sugar", 3000)
+    finally:
+        tap.close()
+    assert done.result == "exceeds_offline_ceiling"
+    assert agent.sync() == {}  # still down: the advice waits
+    stack.server.start()
+    assert agent.sync() == {"undone": 1}
+    entry = agent.outbox.get(done.redemption_id)
+    assert entry is not None and (entry.state, entry.result) == ("undone", "voided")
+    assert entry.counter is not None and entry.signature is not None
+    signed = agent._item(entry.id, entry.card_serial, entry.product_code, entry.quantity_qty, entry.counter,
+                         entry.signature)
+    with pytest.raises(BackendRefused) as late:  # the signed debit arriving after all cannot debit
+        agent.client.redeem(signed)
+    assert late.value.code == "exists_with_different_payload"
+    assert stack.quota(SERIAL)["used_qty"] == 0
 
 
 def test_unsynced_offline_spending_lowers_the_next_offline_ceiling(pcsc: PcscHarness, stack: Stack) -> None:

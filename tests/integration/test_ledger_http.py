@@ -169,3 +169,44 @@ def test_binding_change_requested_over_http_is_counted_per_period(  # type: igno
     quota = client.get(f"/api/v1/cards/{pop.family_card[1]}/quota", headers=clerk).json()
     assert {ln["product_code"]: ln["home_point_code"] for ln in quota["lines"]}["diesel"] == "P2"
     assert client.post("/api/v1/bindings", json=move("P1"), headers=auth(Role.AUDITOR)).status_code == 403
+
+
+def test_an_undelivered_debit_is_credited_back_and_an_unarrived_one_can_never_debit(  # type: ignore[no-untyped-def]
+    client: TestClient, auth, pop: Population, engine: Engine
+) -> None:
+    """Reversal advice: a point lost the answer to a debit and handed nothing over."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        p1, p2 = (conn.execute(text("SELECT id FROM points WHERE code = :c"), {"c": c}).scalar_one()
+                  for c in ("P1", "P2"))
+    clerk, other = auth(Role.CLERK, point_id=p1), auth(Role.CLERK, point_id=p2)
+    applied = body(pop, 1500)
+    assert client.post("/api/v1/redemptions", json=applied, headers=clerk).json()["remaining_qty"] == 3500
+    url = f"/api/v1/redemptions/{applied['id']}/undelivered"
+    wrong = client.post(url, headers=other)
+    assert wrong.status_code == 403 and wrong.json()["error"] == "wrong_point"
+    assert client.post(url, headers=auth(Role.SUPERVISOR)).status_code == 403  # a point's own advice only
+    r = client.post(url, headers=clerk)
+    assert r.status_code == 200 and r.json()["result"] == "ok" and r.json()["quantity_qty"] == -1500
+    assert r.json()["remaining_qty"] == 5000
+    again = client.post(url, headers=clerk)  # repeated advice: the same reversal, not a second credit
+    assert again.status_code == 200 and again.json()["replayed"] is True
+    assert again.json()["remaining_qty"] == 5000
+
+    lost = body(pop, 1000)  # the debit never arrived: its id is voided first
+    r = client.post(f"/api/v1/redemptions/{lost['id']}/undelivered", headers=clerk)
+    assert r.status_code == 200 and r.json()["result"] == "voided"
+    late = client.post("/api/v1/redemptions", json=lost, headers=clerk)
+    assert late.status_code == 409 and late.json()["error"] == "exists_with_different_payload"
+    refused = body(pop, 9_000)
+    assert client.post("/api/v1/redemptions", json=refused, headers=clerk).status_code == 409
+    r = client.post(f"/api/v1/redemptions/{refused['id']}/undelivered", headers=clerk)
+    assert r.status_code == 409 and r.json()["error"] == "not_debited"
+    with engine.connect() as conn:
+        used = conn.execute(text("SELECT used_qty FROM allowances WHERE product_code = 'sugar' "
+                                 "AND holder_type = 'family' AND holder_id = 1")).scalar_one()
+        kinds = conn.execute(text("SELECT kind, result FROM journal ORDER BY seq")).all()
+    assert used == 0
+    assert [tuple(k) for k in kinds] == [("redeem", "ok"), ("reverse", "ok"), ("void", "voided"),
+                                         ("redeem", "exceeds_allowance")]
