@@ -122,6 +122,8 @@ class PointAgent:
         self.point_code = point_code
         self.open_card = open_card
         self.clock = clock
+        # What a previous run left unfinished (a crash, a power cut): never handed over, so never owed.
+        self.recovered = outbox.recover()
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -355,15 +357,12 @@ class PointAgent:
         return True
 
     def sync(self, batch: int = 200) -> dict[str, int]:
-        """Undo debits in doubt, send what was served offline, and re-send signed debits whose answer
-        was lost."""
+        """Undo debits in doubt (reversal advice), then send what was served offline."""
         done: dict[str, int] = {}
-        for entry in self.outbox.entries("created"):
-            self.outbox.mark(entry.id, "abandoned", "card_removed")  # never signed: nothing to debit
         if not self._advise_undelivered(done):
             return done
         for _ in range(MAX_SYNC_ROUNDS):
-            entries = self.outbox.entries("offline", "signed", limit=batch)
+            entries = self.outbox.entries("offline", limit=batch)
             if not entries:
                 break
             items = []

@@ -3,12 +3,14 @@
 A redemption's life: ``created`` (id chosen, nothing asked of the card yet) → ``signed`` (the card
 signed it; it may or may not have reached the backend) → ``sent`` (the backend answered ok) or
 ``refused``; offline: ``offline`` (served within the ceiling, waiting for sync) → ``synced`` or
-``conflict``. ``abandoned`` means the card left before signing: nothing can be debited. After a crash
-every ``signed`` row is re-sent with the same id, so the backend applies it at most once and the
-agent learns its answer. ``in_doubt``: the card signed, the backend's answer was lost and then nothing
-was handed over (the offline ceiling refused, or the card left) — the backend may have debited, so
-``sync`` sends reversal advice for it (``undone``: credited back or voided; ``conflict`` if the backend
-cannot undo it, e.g. its period closed). Each change is its own committed transaction (synchronous=FULL).
+``conflict``. ``abandoned`` means the card left before signing: nothing can be debited. ``in_doubt``:
+the card signed, the backend's answer was lost and then nothing was handed over (the offline ceiling
+refused, or the card left) — the backend may have debited, so ``sync`` sends reversal advice for it
+(``undone``: credited back or voided; ``conflict`` if the backend cannot undo it, e.g. its period
+closed). After a crash (``recover``, when an agent starts on the outbox) a ``created`` row is
+``abandoned`` and a ``signed`` row is ``in_doubt``: the clerk never saw its receipt, so nothing was
+handed over, whatever the backend did with it. Each change is its own committed transaction
+(synchronous=FULL).
 """
 
 from __future__ import annotations
@@ -137,6 +139,24 @@ class Outbox:
                 (rid,),
             ).fetchone()
         return None if row is None else _entry(row)
+
+    def recover(self) -> dict[str, int]:
+        """After a crash: redemptions never signed are abandoned, signed ones without an answer are in
+        doubt (their receipt was never shown). Returns how many of each."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                abandoned = self._db.execute(
+                    "UPDATE outbox SET state = 'abandoned', result = 'card_removed', updated_at = ? "
+                    "WHERE state = 'created'", (_now(),)).rowcount
+                in_doubt = self._db.execute(
+                    "UPDATE outbox SET state = 'in_doubt', result = COALESCE(result, 'answer_lost'), "
+                    "updated_at = ? WHERE state = 'signed'", (_now(),)).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return {"abandoned": abandoned, "in_doubt": in_doubt}
 
     def counts(self) -> dict[str, int]:
         with self._lock:

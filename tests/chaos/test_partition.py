@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from reader_agent.agent import PointAgent
 from reader_agent.outbox import Entry
@@ -118,11 +118,20 @@ def test_points_serve_offline_within_ceilings_and_sync_everything_once(
         time.sleep(0.2)
     depth_after = sum(a.outbox.depth() for a in agents)
     inv = partition.check(pg_engine, partition.served_offline(_all_entries(agents)), over)
+    # Debits whose answer was lost and that were not handed over: each is either absent from the
+    # journal's debits or credited back by a reversal — no family pays for goods it did not get.
+    undone = [e.id for a in agents for e in a.outbox.entries("undone", limit=1_000_000)]
+    with pg_engine.connect() as conn:
+        still_charged = conn.scalar(text(
+            "SELECT count(*) FROM journal d WHERE d.entry_id = ANY(:ids) AND d.kind = 'redeem' "
+            "AND d.result = 'ok' AND NOT EXISTS (SELECT 1 FROM journal r WHERE r.ref_entry_id = d.entry_id "
+            "AND r.kind = 'reverse' AND r.result = 'ok')"), {"ids": undone})
     report(
         f"{inv.line()}\npartition_detail: journal_mismatches={inv.journal_mismatches} "
         f"at_risk_qty={inv.at_risk_qty} "
         f"served_in_outage={len(during)} outbox_depth_peak={depth_peak} at_heal={depth_at_heal} "
-        f"after_sync={depth_after} cards_with_ceiling={len(ceilings)} "
+        f"after_sync={depth_after} undone_by_advice={len(undone)} still_charged={still_charged} "
+        f"cards_with_ceiling={len(ceilings)} "
         f"taps={dict(sorted(tally.results.items()))}"
     )
     assert not tally.errors, tally.errors
@@ -133,5 +142,6 @@ def test_points_serve_offline_within_ceilings_and_sync_everything_once(
     assert inv.dropped == 0
     assert inv.over_ceiling == 0
     assert inv.double_applied == 0
+    assert still_charged == 0
     assert inv.journal_mismatches == 0
     assert inv.synced + inv.conflicts == inv.offline_redemptions

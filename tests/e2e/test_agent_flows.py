@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reader_agent.agent import TapRefused
+from reader_agent.agent import PointAgent, TapRefused
 from reader_agent.client import BackendRefused, BackendUnavailable
 from tests.e2e.backend import enrol_device
 from tests.e2e.pcsc import PcscHarness, open_card_when_present
@@ -302,6 +302,38 @@ def test_a_debit_that_never_arrived_and_was_not_handed_over_can_never_debit_late
     with pytest.raises(BackendRefused) as late:  # the signed debit arriving after all cannot debit
         agent.client.redeem(signed)
     assert late.value.code == "exists_with_different_payload"
+    assert stack.quota(SERIAL)["used_qty"] == 0
+
+
+class _Crash(BaseException):
+    """The agent's process dies (power cut) between the backend's answer and the receipt."""
+
+
+def test_a_debit_cut_off_by_an_agent_crash_is_in_doubt_when_it_restarts_and_undone(
+    pcsc: PcscHarness, stack: Stack
+) -> None:
+    stack.card(SERIAL)
+    stack.cards.insert(SERIAL, pcsc.reader(0))
+    reader = _ready(pcsc)
+    agent = stack.agent("P1")
+    real = agent.client.redeem
+
+    def applied_then_crash(item: dict[str, object]) -> dict[str, object]:
+        real(item)
+        raise _Crash
+
+    agent.client.redeem = applied_then_crash  # type: ignore[method-assign]
+    tap = agent.tap(reader)
+    try:
+        with pytest.raises(_Crash):
+            agent.redeem(tap, "sugar", 1200)
+    finally:
+        tap.close()
+    assert stack.quota(SERIAL)["used_qty"] == 1200  # debited; no receipt was ever shown
+    restarted = PointAgent(agent.client, agent.outbox, "P1")
+    assert restarted.recovered == {"abandoned": 0, "in_doubt": 1}
+    restarted.client.redeem = real  # type: ignore[method-assign]
+    assert restarted.sync() == {"undone": 1}
     assert stack.quota(SERIAL)["used_qty"] == 0
 
 
