@@ -29,6 +29,17 @@ def _ready(pcsc: PcscHarness, index: int = 0) -> str:
     return reader
 
 
+def _online_agent(pcsc: PcscHarness, stack: Stack) -> tuple[str, PointAgent]:
+    """Family 1's card in reader 0 and point P1's agent, after one online tap: the card holds its
+    offline allowance (ceiling 2500 g of sugar)."""
+    stack.card(SERIAL)
+    stack.cards.insert(SERIAL, pcsc.reader(0))
+    reader = _ready(pcsc)
+    agent = stack.agent("P1")
+    agent.tap(reader).close()
+    return reader, agent
+
+
 def test_happy_path_debits_once_and_prints_a_bilingual_receipt(pcsc: PcscHarness, stack: Stack) -> None:
     stack.card(SERIAL)
     stack.cards.insert(SERIAL, pcsc.reader(0))
@@ -121,11 +132,7 @@ def test_card_removed_mid_transaction_leaves_nothing_half_done(pcsc: PcscHarness
 def test_backend_down_serves_offline_within_the_ceiling_then_syncs_exactly_once(
     pcsc: PcscHarness, stack: Stack
 ) -> None:
-    stack.card(SERIAL)
-    stack.cards.insert(SERIAL, pcsc.reader(0))
-    reader = _ready(pcsc)
-    agent = stack.agent("P1")
-    agent.tap(reader).close()  # online: the card receives its offline allowance (ceiling 2500 g)
+    reader, agent = _online_agent(pcsc, stack)  # the card now holds its offline allowance (2500 g)
     stack.server.stop()
     results = []
     for qty in (1000, 1000, 1000, 500):
@@ -248,11 +255,7 @@ def test_a_debit_whose_answer_was_lost_and_nothing_handed_over_is_undone_by_sync
 ) -> None:
     """The backend debited, the answer never came back, the card's offline ceiling then refused: the
     family was charged for goods it did not get until sync sends reversal advice."""
-    stack.card(SERIAL)
-    stack.cards.insert(SERIAL, pcsc.reader(0))
-    reader = _ready(pcsc)
-    agent = stack.agent("P1")
-    agent.tap(reader).close()  # online: the card's offline ceiling is 2500 g
+    reader, agent = _online_agent(pcsc, stack)
     real = agent.client.redeem
 
     def answer_lost(item: dict[str, object]) -> dict[str, object]:
@@ -278,11 +281,7 @@ def test_a_debit_whose_answer_was_lost_and_nothing_handed_over_is_undone_by_sync
 def test_a_debit_that_never_arrived_and_was_not_handed_over_can_never_debit_later(
     pcsc: PcscHarness, stack: Stack
 ) -> None:
-    stack.card(SERIAL)
-    stack.cards.insert(SERIAL, pcsc.reader(0))
-    reader = _ready(pcsc)
-    agent = stack.agent("P1")
-    agent.tap(reader).close()
+    reader, agent = _online_agent(pcsc, stack)
     tap = agent.tap(reader)
     try:
         assert tap.online
