@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # season: the unserved report reads the last season's. About 20 MB per day of daily bread per
     # 5 M families, 50 MB per monthly opening of 6 products per 1 M (docs/operations.md).
     grants_keep_days: int = Field(default=400, ge=0, le=36_500)
+    # The public lost-card form: failed reports allowed per hour on one card serial, and from one client
+    # address, before it answers 429 (guessing a family's national IDs to block its card).
+    lost_report_failures_per_serial: int = Field(default=5, ge=1, le=10_000)
+    lost_report_failures_per_client: int = Field(default=30, ge=1, le=100_000)
     # Walk-in sales: a product's cap per point per local day when no cap is set for it (walk_in_caps).
     walk_in_daily_cap_qty: int = Field(default=0, ge=0, le=10**12)
     walk_in_timezone: str = "Asia/Damascus"

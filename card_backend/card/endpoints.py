@@ -3,7 +3,7 @@ form (serial + national ID of a family member) and it is blocked at once."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from card_backend.auth.deps import READERS, require_roles
 from card_backend.auth.principal import Principal, Role
@@ -18,7 +18,7 @@ from card_backend.card.schemas import (
     Replace,
     StateReason,
 )
-from card_backend.deps import SessionDep
+from card_backend.deps import SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/v1", tags=["cards"])
 WRITE = require_roles(Role.REGISTRAR)
@@ -31,11 +31,20 @@ def issue_card(body: CardIssue, session: SessionDep, _: Principal = Depends(WRIT
     return service.issue(session, body.holder_type.value, body.holder_id, body.serial)
 
 
-@router.post("/cards/report-lost", response_model=LostReportOut)
-def citizen_report_lost(body: CitizenLostReport, session: SessionDep) -> LostReportOut:
+@router.post("/cards/report-lost", response_model=LostReportOut,
+             responses={404: {"description": "report_not_matched"},
+                        429: {"description": "report_rate_limited"}})
+def citizen_report_lost(
+    body: CitizenLostReport, session: SessionDep, request: Request, settings: SettingsDep
+) -> LostReportOut:
     """Public on purpose (RULES.md item 10: suspend at once, by phone or web): a wrong serial or national
-    ID gets the same ``report_not_matched`` answer, so the form discloses nothing."""
-    return service.citizen_report_lost(session, body.serial, body.national_id)
+    ID gets the same ``report_not_matched`` answer, so the form discloses nothing; repeated failures on
+    a serial or from one address are refused for an hour (``report_rate_limited``, 429)."""
+    limits = service.ReportLimits(settings.lost_report_failures_per_serial,
+                                  settings.lost_report_failures_per_client)
+    client = request.client.host if request.client is not None else "unknown"
+    return service.citizen_report_lost(session, body.serial, body.national_id, client=client,
+                                       failures=request.app.state.session_factory, limits=limits)
 
 
 @router.get("/cards/{serial}", response_model=CardOut)

@@ -36,3 +36,20 @@ class Card(Base):
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     public_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     last_counter: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class LostReportFailure(Base):
+    """A citizen's lost-card report that matched nothing (migration 0009): counted to rate-limit
+    guessing, per card serial and per client address. Written in its own transaction, so the refused
+    request's rollback does not erase it."""
+
+    __tablename__ = "lost_report_failures"
+    __table_args__ = (
+        Index("ix_lost_report_failures_serial_at", "serial", "at"),
+        Index("ix_lost_report_failures_client_at", "client", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

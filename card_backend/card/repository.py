@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from card_backend.card.models import Card
+from card_backend.card.models import Card, LostReportFailure
 from card_backend.family.models import Exclusion, Family, Person
 from card_backend.family.repository import flush_unique
 from card_backend.vehicle.models import Vehicle
@@ -60,3 +61,20 @@ class CardRepository:
     def exclusions(self, holder_type: str, holder_id: int) -> Sequence[Exclusion]:
         stmt = select(Exclusion).where(Exclusion.holder_type == holder_type, Exclusion.holder_id == holder_id)
         return self.session.scalars(stmt.order_by(Exclusion.id)).all()
+
+
+class LostReportFailures:
+    """Failed citizen lost-card reports (rate limiting)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def since(self, serial: str, client: str, at: datetime) -> tuple[int, int]:
+        """Failures since ``at`` for this serial, and from this client."""
+        f = LostReportFailure
+        by_serial = self.session.scalar(select(func.count()).where(f.serial == serial, f.at >= at))
+        by_client = self.session.scalar(select(func.count()).where(f.client == client, f.at >= at))
+        return int(by_serial or 0), int(by_client or 0)
+
+    def record(self, serial: str, client: str, at: datetime) -> None:
+        self.session.add(LostReportFailure(serial=serial, client=client, at=at))

@@ -7,13 +7,14 @@ Only one active card per holder: checked here for a clear error and enforced by 
 from __future__ import annotations
 
 import secrets
-from datetime import date
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from card_backend.card import states
 from card_backend.card.models import Card
-from card_backend.card.repository import CardRepository
+from card_backend.card.repository import CardRepository, LostReportFailures
 from card_backend.card.schemas import (
     CardOut,
     ExclusionOut,
@@ -24,6 +25,7 @@ from card_backend.card.schemas import (
 )
 from card_backend.errors import (
     Conflict,
+    DomainError,
     DuplicateSerial,
     HolderHasActiveCard,
     IllegalCardTransition,
@@ -41,6 +43,11 @@ class HolderNotFound(NotFound):
 
 class HolderInactive(Conflict):
     code = "holder_inactive"
+
+
+class ReportRateLimited(DomainError):
+    code = "report_rate_limited"
+    status = 429
 
 
 class ReportNotMatched(NotFound):
@@ -127,11 +134,41 @@ def report_lost(session: Session, actor: str, serial: str, reason: str) -> CardO
     return CardOut.model_validate(card)
 
 
-def citizen_report_lost(session: Session, serial: str, national_id: str) -> LostReportOut:
+@dataclass(frozen=True)
+class ReportLimits:
+    """Failed reports allowed per card serial and per client address in a sliding ``window``."""
+
+    per_serial: int = 5
+    per_client: int = 30
+    window: timedelta = timedelta(hours=1)
+
+
+def citizen_report_lost(
+    session: Session,
+    serial: str,
+    national_id: str,
+    *,
+    client: str = "unknown",
+    failures: sessionmaker[Session] | None = None,
+    limits: ReportLimits = ReportLimits(),
+    now: datetime | None = None,
+) -> LostReportOut:
     """A member of the holder's family (for a vehicle: of the owner's family) blocks the card at once.
 
-    Repeating the report is harmless: a card already lost or blocked keeps its state.
+    Repeating the report is harmless: a card already lost or blocked keeps its state. The form is
+    public, so guessing is rate-limited: after ``limits.per_serial`` failed reports on a serial, or
+    ``per_client`` from one address, within the window, the form answers ``report_rate_limited`` (429)
+    whatever is typed — a stranger cannot try national IDs until a family's card is blocked. Failures
+    are recorded through ``failures`` (a session factory: their own transaction, kept although the
+    refused request rolls back).
     """
+    now = now or datetime.now(UTC)
+    if failures is not None:
+        with failures() as s:
+            by_serial, by_client = LostReportFailures(s).since(serial, client, now - limits.window)
+        if by_serial >= limits.per_serial or by_client >= limits.per_client:
+            raise ReportRateLimited("too many reports that matched nothing; try again later or call the "
+                                    "hotline")
     repo = CardRepository(session)
     card = repo.by_serial(serial, for_update=True)
     family_id: int | None = None
@@ -142,6 +179,9 @@ def citizen_report_lost(session: Session, serial: str, national_id: str) -> Lost
         owner = repo.person(vehicle.owner_person_id if vehicle else None)
         family_id = owner.family_id if owner else None
     if card is None or family_id is None or repo.member_with_national_id(family_id, national_id) is None:
+        if failures is not None:
+            with failures.begin() as s:
+                LostReportFailures(s).record(serial, client, now)
         raise ReportNotMatched("no card with this serial belongs to a family with this national ID")
     if card.state == states.ACTIVE:
         _move(card, states.LOST, f"reported lost by the citizen on {date.today().isoformat()}")

@@ -4,6 +4,7 @@ import threading
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from card_backend.auth.principal import Role
 from tests.integration.test_family_api import counts, make_family
@@ -123,3 +124,25 @@ def test_two_concurrent_issues_for_one_holder_exactly_one_wins(engine, auth, app
     assert sorted(results) == [201] + [409] * 7
     cards = client.get(f"/api/v1/holders/family/{fid}/cards", headers=reg).json()
     assert [c["state"] for c in cards] == ["active"]
+
+
+def test_guessing_national_ids_on_the_public_lost_form_is_stopped(client, auth, engine):
+    """Five reports that match nothing on one serial within the hour, and the form refuses that serial
+    (429) whatever is typed — the right national ID included — so a stranger cannot guess a member's ID
+    to block a family's card. Failures survive their request's rollback."""
+    reg = auth(Role.REGISTRAR)
+    fam = make_family(client, reg)
+    serial = issue(client, reg, fam["id"]).json()["serial"]
+    other = issue(client, reg, make_family(client, reg)["id"]).json()["serial"]
+    member = fam["members"][0]["national_id"]
+    for n in range(5):
+        r = client.post("/api/v1/cards/report-lost", json={"serial": serial, "national_id": f"0000000000{n}"})
+        assert r.status_code == 404 and r.json()["error"] == "report_not_matched"
+    r = client.post("/api/v1/cards/report-lost", json={"serial": serial, "national_id": member})
+    assert r.status_code == 429 and r.json()["error"] == "report_rate_limited"
+    assert client.get(f"/api/v1/cards/{serial}", headers=reg).json()["state"] == "active"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM lost_report_failures")).scalar_one() == 5
+    assert client.get(f"/api/v1/cards/{other}", headers=reg).json()["state"] == "active"
+    r = client.post("/api/v1/cards/report-lost", json={"serial": other, "national_id": "99999999999"})
+    assert r.status_code == 404  # another card's form still answers
