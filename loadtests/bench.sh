@@ -24,6 +24,8 @@ say "bench pgbench_naive $tps redemptions/s"
 
 # (b) the engine through its Python API, 32 concurrent callers, 1 M holders; batched raw SQL beside it.
 CARD_BENCH_PG_URL="$ADMIN_URL" run $PY -m loadtests.bench_engine
+# Where (b)'s PostgreSQL time goes: each statement of a group timed alone, per item.
+CARD_BENCH_PG_URL="$ADMIN_URL" run $PY -m loadtests.bench_statements
 # (c) the HTTP endpoint next to a bare FastAPI endpoint, wrk, same uvicorn settings.
 CARD_BENCH_PG_URL="$ADMIN_URL" run $PY -m loadtests.bench_http
 # (d) opening a monthly period for 1 M families x 6 products, and a simulation over them.
