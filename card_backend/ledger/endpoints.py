@@ -60,6 +60,9 @@ router = APIRouter(prefix="/api/v1", tags=["ledger"], lifespan=_ledger_lifespan)
 _create_lock = threading.Lock()
 
 Redeemer = Annotated[Principal, Depends(require_roles(Role.DEVICE, Role.CLERK, admin=False))]
+# Reversal advice comes from the reader agent only: a clerk who handed goods over must not be able to
+# credit the family back by saying they were not (every advice is journalled with the device's name).
+Agent = Annotated[Principal, Depends(require_roles(Role.DEVICE))]
 Supervisor = Annotated[Principal, Depends(require_roles(Role.SUPERVISOR))]
 Binder = Annotated[
     Principal, Depends(require_roles(Role.CLERK, Role.DEVICE, Role.REGISTRAR, Role.SUPERVISOR))
@@ -196,13 +199,14 @@ def reverse(body: ReversalIn, principal: Supervisor, ledger: LedgerDep) -> Outco
 
 @router.post("/redemptions/{entry_id}/undelivered", response_model=OutcomeOut,
              responses={409: {"description": "refused: not_debited, period_closed"}})
-def undelivered(entry_id: Annotated[str, Path(min_length=1, max_length=36)], principal: Redeemer,
+def undelivered(entry_id: Annotated[str, Path(min_length=1, max_length=36)], principal: Agent,
                 ledger: LedgerDep) -> OutcomeOut:
     """Reversal advice from the point that sent a debit, never learnt its answer and handed nothing over
     (the reader agent sends it when the answer was lost and the card's offline ceiling then refused).
     Applied, the debit is credited back (``ok``, a reversal journalled under an id derived from the
     debit's; ``already_reversed`` if a supervisor did); never applied, its id is voided (``voided``) so
-    a late arrival cannot debit. Idempotent; a device or clerk advises its own point's debits only."""
+    a late arrival cannot debit. Idempotent; only a point's own reader agents (devices) advise, and only
+    on that point's debits."""
     point = _own_point(ledger, principal)
     outcome = ledger.undelivered(entry_id, point, principal.actor)
     if outcome.result == "wrong_point":

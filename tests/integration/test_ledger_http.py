@@ -177,31 +177,36 @@ def test_an_undelivered_debit_is_credited_back_and_an_unarrived_one_can_never_de
     """Reversal advice: a point lost the answer to a debit and handed nothing over."""
     from sqlalchemy import text
 
+    def device(point: str) -> dict[str, str]:
+        r = client.post(f"/api/v1/points/{point}/devices", json={"name": f"agent-{point}"},
+                        headers=auth(Role.REGISTRAR))
+        return {"Authorization": f"Bearer {r.json()['token']}"}
+
+    agent, other = device("P1"), device("P2")
     with engine.connect() as conn:
-        p1, p2 = (conn.execute(text("SELECT id FROM points WHERE code = :c"), {"c": c}).scalar_one()
-                  for c in ("P1", "P2"))
-    clerk, other = auth(Role.CLERK, point_id=p1), auth(Role.CLERK, point_id=p2)
+        p1 = conn.execute(text("SELECT id FROM points WHERE code = 'P1'")).scalar_one()
     applied = body(pop, 1500)
-    assert client.post("/api/v1/redemptions", json=applied, headers=clerk).json()["remaining_qty"] == 3500
+    assert client.post("/api/v1/redemptions", json=applied, headers=agent).json()["remaining_qty"] == 3500
     url = f"/api/v1/redemptions/{applied['id']}/undelivered"
     wrong = client.post(url, headers=other)
     assert wrong.status_code == 403 and wrong.json()["error"] == "wrong_point"
-    assert client.post(url, headers=auth(Role.SUPERVISOR)).status_code == 403  # a point's own advice only
-    r = client.post(url, headers=clerk)
+    for role in (Role.CLERK, Role.SUPERVISOR):  # the agent's advice only: a clerk cannot un-hand goods
+        assert client.post(url, headers=auth(role, point_id=p1)).status_code == 403
+    r = client.post(url, headers=agent)
     assert r.status_code == 200 and r.json()["result"] == "ok" and r.json()["quantity_qty"] == -1500
     assert r.json()["remaining_qty"] == 5000
-    again = client.post(url, headers=clerk)  # repeated advice: the same reversal, not a second credit
+    again = client.post(url, headers=agent)  # repeated advice: the same reversal, not a second credit
     assert again.status_code == 200 and again.json()["replayed"] is True
     assert again.json()["remaining_qty"] == 5000
 
     lost = body(pop, 1000)  # the debit never arrived: its id is voided first
-    r = client.post(f"/api/v1/redemptions/{lost['id']}/undelivered", headers=clerk)
+    r = client.post(f"/api/v1/redemptions/{lost['id']}/undelivered", headers=agent)
     assert r.status_code == 200 and r.json()["result"] == "voided"
-    late = client.post("/api/v1/redemptions", json=lost, headers=clerk)
+    late = client.post("/api/v1/redemptions", json=lost, headers=agent)
     assert late.status_code == 409 and late.json()["error"] == "exists_with_different_payload"
     refused = body(pop, 9_000)
-    assert client.post("/api/v1/redemptions", json=refused, headers=clerk).status_code == 409
-    r = client.post(f"/api/v1/redemptions/{refused['id']}/undelivered", headers=clerk)
+    assert client.post("/api/v1/redemptions", json=refused, headers=agent).status_code == 409
+    r = client.post(f"/api/v1/redemptions/{refused['id']}/undelivered", headers=agent)
     assert r.status_code == 409 and r.json()["error"] == "not_debited"
     with engine.connect() as conn:
         used = conn.execute(text("SELECT used_qty FROM allowances WHERE product_code = 'sugar' "
