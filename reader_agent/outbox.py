@@ -15,9 +15,11 @@ handed over, whatever the backend did with it. Each change is its own committed 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,15 +92,21 @@ class Outbox:
     def close(self) -> None:
         self._db.close()
 
-    def _write(self, sql: str, params: tuple[object, ...]) -> None:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One committed write transaction (BEGIN IMMEDIATE), rolled back if anything in it fails."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute(sql, params)
+                yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> None:
+        with self._transaction() as db:
+            db.execute(sql, params)
 
     def create(self, rid: str, serial: str, product: str, quantity_qty: int, point: str, mode: str) -> None:
         now = _now()
@@ -143,19 +151,14 @@ class Outbox:
     def recover(self) -> dict[str, int]:
         """After a crash: redemptions never signed are abandoned, signed ones without an answer are in
         doubt (their receipt was never shown). Returns how many of each."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                abandoned = self._db.execute(
-                    "UPDATE outbox SET state = 'abandoned', result = 'card_removed', updated_at = ? "
-                    "WHERE state = 'created'", (_now(),)).rowcount
-                in_doubt = self._db.execute(
-                    "UPDATE outbox SET state = 'in_doubt', result = COALESCE(result, 'answer_lost'), "
-                    "updated_at = ? WHERE state = 'signed'", (_now(),)).rowcount
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        now = _now()
+        with self._transaction() as db:
+            abandoned = db.execute(
+                "UPDATE outbox SET state = 'abandoned', result = 'card_removed', updated_at = ? "
+                "WHERE state = 'created'", (now,)).rowcount
+            in_doubt = db.execute(
+                "UPDATE outbox SET state = 'in_doubt', result = COALESCE(result, 'answer_lost'), "
+                "updated_at = ? WHERE state = 'signed'", (now,)).rowcount
         return {"abandoned": abandoned, "in_doubt": in_doubt}
 
     def counts(self) -> dict[str, int]:
