@@ -111,27 +111,21 @@ def _answer(outcome: Outcome) -> OutcomeOut:
     return out
 
 
-def _own_point(ledger: LedgerService, principal: Principal) -> str:
-    """The point a device or clerk belongs to (the token of a clerk carries only its id)."""
-    if principal.point_code is not None:
+def _own_point(ledger: LedgerService, principal: Principal) -> str | None:
+    """The point a device or clerk belongs to; None for staff tied to no point."""
+    if principal.point_id is None:
+        return None
+    if principal.point_code is not None:  # devices carry it; a clerk's token carries only the point id
         return principal.point_code
-    own = None
-    if principal.point_id is not None:
-        with ledger.db.connect() as conn:
-            own = point_code_of(conn, principal.point_id)
-    if own is None:
-        raise WrongPoint(f"this {principal.kind} belongs to no point")
-    return own
+    with ledger.db.connect() as conn:
+        return point_code_of(conn, principal.point_id)
 
 
 def _check_point(ledger: LedgerService, principal: Principal, point_codes: set[str]) -> None:
     """A device or a clerk tied to a point redeems at that point only."""
     if principal.point_id is None:
         return
-    own = principal.point_code  # devices carry it; a clerk's token carries only the point id
-    if own is None:
-        with ledger.db.connect() as conn:
-            own = point_code_of(conn, principal.point_id)
+    own = _own_point(ledger, principal)
     if point_codes - {own}:
         raise WrongPoint(f"this {principal.kind} belongs to point {own}")
 
@@ -208,6 +202,8 @@ def undelivered(entry_id: Annotated[str, Path(min_length=1, max_length=36)], pri
     a late arrival cannot debit. Idempotent; only a point's own reader agents (devices) advise, and only
     on that point's debits."""
     point = _own_point(ledger, principal)
+    if point is None:
+        raise WrongPoint(f"this {principal.kind} belongs to no point")
     outcome = ledger.undelivered(entry_id, point, principal.actor)
     if outcome.result == "wrong_point":
         raise WrongPoint(f"debit {entry_id} was not made at point {point}")
