@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import Connection, text
 
+from quota.dialect import is_pg
 from quota.domain.eligibility import IntArray
 
 if TYPE_CHECKING:
@@ -82,10 +83,6 @@ _HOLDER_GRANTS = (
     "WHERE a.holder_type = :t AND a.holder_id = :hid AND a.product_code = o.product_code "
     "AND a.period_start = o.period_start) ORDER BY o.product_code, o.period_start"
 )
-
-
-def is_pg(conn: Connection) -> bool:
-    return conn.dialect.name == "postgresql"
 
 
 def block_size(slots: int) -> int:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from quota import ledger_pg as pg
 from quota import ledger_repository as repo
 from quota import stock_repository as stock_repo
+from quota.dialect import is_pg
 from quota.domain.decide import AllowanceState
 
 
@@ -28,7 +29,7 @@ def _products(products: object) -> frozenset[str]:
 def read(
     conn: Connection, serials: Sequence[str], codes: Sequence[str]
 ) -> tuple[dict[str, repo.CardRow], dict[str, frozenset[str]]]:
-    if not repo.is_pg(conn):
+    if not is_pg(conn):
         return repo.find_cards(conn, serials), repo.find_points(conn, codes)
     card_rows, point_rows = pg.read_phase(conn, sorted(set(serials)), sorted(set(codes)))
     cards = {r[0]: repo.CardRow(r[0], r[1], r[2], int(r[3]), r[4]) for r in card_rows}
@@ -44,7 +45,7 @@ def lock(
     pairs: Sequence[tuple[str, str]],
 ) -> tuple[dict[repo.HolderKey, AllowanceState], dict[str, dict[str, Any]], dict[tuple[str, str], int]]:
     """Allowance rows locked in id order, entries already stored under these ids, tracked stock."""
-    if not repo.is_pg(conn):
+    if not is_pg(conn):
         return (repo.lock_current_allowances(conn, keys, now), repo.find_entries(conn, entry_ids),
                 stock_repo.lock_stock(conn, pairs))
     rows, entries, stock = pg.lock_phase(conn, sorted(set(keys)), now, sorted(set(entry_ids)),
@@ -63,7 +64,7 @@ def write(
     journal: Sequence[Mapping[str, Any]],
     dispensed: Mapping[tuple[str, str], int],
 ) -> None:
-    if not repo.is_pg(conn):
+    if not is_pg(conn):
         repo.write_allowances(conn, states)
         repo.insert_entries(conn, journal)
         stock_repo.add_dispensed(conn, dispensed)

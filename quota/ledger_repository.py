@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError
 
 from quota import grant_repository as grants
 from quota import ledger_pg as pg
+from quota.dialect import is_pg
 from quota.domain.decide import AllowanceState
 from quota.models import Allowance, Hold, JournalEntry, StockDelivery
 from quota.models import Seal as SealRow
@@ -73,10 +74,6 @@ def utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def is_pg(conn: Connection) -> bool:
-    return conn.dialect.name == "postgresql"
 
 
 # Cards and points -------------------------------------------------------------------------------

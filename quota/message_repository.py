@@ -22,7 +22,7 @@ from sqlalchemy import (
     update,
 )
 
-from quota.ledger_repository import is_pg
+from quota.dialect import is_pg
 
 MESSAGE_META = MetaData()
 MESSAGE_CURSORS = Table(

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from quota import grant_repository as grants
+from quota.dialect import is_pg
 from quota.domain.eligibility import BoolArray, IntArray
 from quota.models import Allowance
 from quota.population import int_columns
@@ -106,10 +107,6 @@ class Rows:
 
     def compact(self) -> Rows:
         return self if self.allotted is None else self.subset(self.allotted)
-
-
-def _is_pg(conn: Connection) -> bool:
-    return conn.dialect.name == "postgresql"
 
 
 def _micros(at: datetime) -> int:
@@ -191,7 +188,7 @@ def insert_new(conn: Connection, batches: list[Rows], at: datetime) -> dict[int,
     they fit; returns, by index in ``batches``, the (run id, slot) that holds them.
     """
     stored: dict[int, tuple[int, int]] = {}
-    if not _is_pg(conn):
+    if not is_pg(conn):
         for rows in batches:
             if rows.n:
                 conn.execute(insert(_TABLE), _dicts(rows))
@@ -215,7 +212,7 @@ def _ints(
     conn: Connection, stmt: Select[Any], pg_sql: str, params: dict[str, Any], ncols: int
 ) -> list[IntArray]:
     """PostgreSQL: streamed by binary COPY; SQLite: the Core statement (its datetime format)."""
-    if _is_pg(conn):
+    if is_pg(conn):
         return int_columns(conn, pg_sql, params, ncols)
     table = np.asarray(conn.execute(stmt).all(), dtype=np.int64).reshape(-1, ncols)
     return [table[:, i].copy() for i in range(ncols)]
@@ -254,7 +251,7 @@ def _temp(conn: Connection) -> None:
 def insert_missing(conn: Connection, rows: Rows, any_period: bool) -> int:
     """Rows for holders without one yet (a period topped up with new holders); returns rows written."""
     rows = rows.compact()
-    if not _is_pg(conn):
+    if not is_pg(conn):
         subset = rows.subset(~np.isin(rows.holder_ids, existing_holders(conn, rows, any_period)))
         if subset.n:
             conn.execute(insert(_TABLE), _dicts(subset))
@@ -277,7 +274,7 @@ def add_points(conn: Connection, rows: Rows) -> None:
     rows = rows.compact()
     if not rows.n:
         return
-    if _is_pg(conn):
+    if is_pg(conn):
         _temp(conn)
         _copy(conn, "opening_rows", [rows])
         conn.execute(
@@ -349,7 +346,7 @@ def openings(conn: Connection, holder_type: str, product_code: str, period_start
 def lock_openings(conn: Connection) -> None:
     """Serialise openings until the transaction ends (PostgreSQL; SQLite has one writer at a time):
     two openers of one period would otherwise both find it unopened and both store it."""
-    if _is_pg(conn):
+    if is_pg(conn):
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('period_openings'))"))
 
 

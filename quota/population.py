@@ -34,6 +34,7 @@ import psycopg
 from psycopg import sql as pgsql
 from sqlalchemy import Connection, text
 
+from quota.dialect import is_pg
 from quota.domain.eligibility import HolderColumns, IntArray, ages_at
 from quota.domain.rules import FUELS, VEHICLE_KINDS
 
@@ -43,10 +44,6 @@ MAX_CHUNKS = 8  # slices per table at most (enough for the two workers to finish
 SPLIT_TABLES = ("families", "persons")  # the tables whose reads are sliced
 
 Columns = Callable[[], list[IntArray]]  # a query's columns, waited for when called
-
-
-def _is_pg(conn: Connection) -> bool:
-    return conn.dialect.name == "postgresql"
 
 
 def _driver(conn: Connection) -> psycopg.Connection[Any]:
@@ -99,7 +96,7 @@ def int_columns(
     parsed by ``np.frombuffer``. Registry ids, days and codes fit 32 bits, which halves the work;
     and two such columns are packed into one 64-bit value per row (one aggregate instead of two).
     """
-    if _is_pg(conn):
+    if is_pg(conn):
         return _pg_columns(_driver(conn), sql, params, ncols, wide)
     result = conn.execute(text(sql.replace("%(", ":").replace(")s", "")), params).all()
     table = np.asarray(result, dtype=np.int64).reshape(len(result), ncols)
@@ -223,7 +220,7 @@ def _snapshot_pool(conn: Connection, workers: int) -> _SnapshotPool | None:
 @contextmanager
 def reader(conn: Connection, workers: int = READ_WORKERS) -> Iterator[Reader]:
     """A ``Reader`` for a whole-registry read on ``conn``: parallel on PostgreSQL when it can be."""
-    pool = _snapshot_pool(conn, workers) if workers > 1 and _is_pg(conn) else None
+    pool = _snapshot_pool(conn, workers) if workers > 1 and is_pg(conn) else None
     try:
         yield Reader(conn, pool)
     finally:
@@ -281,7 +278,7 @@ def _persons(
     """
     days = (
         "birth_date - DATE '1970-01-01'"
-        if _is_pg(rd.conn)
+        if is_pg(rd.conn)
         else "CAST(julianday(birth_date) - 2440587.5 AS INTEGER)"
     )
     cols = [c for c, want in (("id", ids), ("family_id", True), (days, ages)) if want]

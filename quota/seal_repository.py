@@ -8,8 +8,9 @@ from typing import cast
 
 from sqlalchemy import Column, Connection, Integer, MetaData, Table, Text, func, insert, select, text, update
 
+from quota.dialect import is_pg
 from quota.domain.chain import Seal
-from quota.ledger_repository import JOURNAL, is_pg
+from quota.ledger_repository import JOURNAL
 from quota.models import Seal as SealRow
 
 SEALS = cast(Table, SealRow.__table__)

@@ -27,7 +27,8 @@ from sqlalchemy import (
 )
 
 from quota import ledger_pg as pg
-from quota.ledger_repository import JOURNAL, is_pg
+from quota.dialect import is_pg
+from quota.ledger_repository import JOURNAL
 from quota.models import StockDelivery
 
 DELIVERIES = cast(Table, StockDelivery.__table__)

@@ -25,8 +25,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from quota.dialect import is_pg
 from quota.domain.walkin import WalkInProduct
-from quota.ledger_repository import JOURNAL, entry_row, is_pg
+from quota.ledger_repository import JOURNAL, entry_row
 from quota.models import Product
 
 PRODUCTS = cast(Table, Product.__table__)
