@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make demo: a fresh embedded SQLite database, a synthetic population, the demo rule set and the current
-# period opened, a demo admin, a virtual card and the reader agent, and the API on 127.0.0.1:8000.
+# period opened, a demo admin, a virtual card and the reader agent, the background worker, and the API on
+# 127.0.0.1:8000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -23,6 +24,10 @@ echo "API and docs: http://127.0.0.1:8000/docs   clerk page (after the demo tap)
 cleanup() { jobs -p | xargs -r kill 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 if [ -x scripts/demo-tap.sh ]; then scripts/demo-tap.sh & fi
+# The background jobs a deployment runs beside the API: tomorrow's bread opens at midnight, pump holds
+# expire, the families' messages go to var/messages.outbox, the journal is sealed.
+$BIN/cardctl worker > var/worker.log 2>&1 &
+echo "background worker: log in var/worker.log"
 exec_status=0
 $BIN/cardctl serve --host 127.0.0.1 --port 8000 || exec_status=$?
 exit $exec_status

@@ -26,6 +26,11 @@ def test_compose_file_validates_and_declares_what_operations_rely_on() -> None:
     config = out.stdout
     assert "healthcheck" in config and "pg_isready" in config
     assert "pgdata" in config and "condition: service_healthy" in config
+    # the background jobs run beside the API: without them tomorrow's bread never opens and pump holds
+    # never expire
+    worker = config.split("\n  worker:\n", 1)
+    assert len(worker) == 2, "docker-compose.yml runs no worker service"
+    assert "- cardctl\n    - worker" in worker[1] and "api:\n        condition: service_healthy" in worker[1]
     missing = subprocess.run(
         [tool, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
         env={k: v for k, v in env.items() if k != "CARD_DB_PASSWORD"},
