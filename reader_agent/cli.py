@@ -12,7 +12,7 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,6 +21,9 @@ from reader_agent.protocol import CardCertificate, HolderType
 from reader_agent.virtual_card.applet import Applet
 from reader_agent.virtual_card.state import DEFAULT_STATE_DIR, CardStateError, CardStore
 from reader_agent.virtual_card.vpcd import DEFAULT_HOST, DEFAULT_PORT, VpcdCard
+
+if TYPE_CHECKING:
+    from reader_agent.outbox import Outbox
 
 app = typer.Typer(help="Virtual smart cards for the ledger's open card protocol.", no_args_is_help=True)
 
@@ -96,6 +99,17 @@ def personalise(
     typer.echo(json.dumps(request, indent=2))
 
 
+def _open_outbox(path: Path) -> Outbox:
+    """The outbox, locked for this process; another agent, clerk page or sync on it exits 1 at once."""
+    from reader_agent.outbox import Outbox, OutboxBusy
+
+    try:
+        return Outbox(path)
+    except OutboxBusy as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
 @app.command("agent")
 def agent(
     backend: Annotated[str, typer.Option(help="Backend base URL.")] = "http://127.0.0.1:8000",
@@ -117,13 +131,12 @@ def agent(
     from reader_agent.agent import PointAgent
     from reader_agent.client import BackendClient
     from reader_agent.monitor import ReaderWatcher
-    from reader_agent.outbox import Outbox
 
     if not token or not point or (script is None) == (not watch):
         typer.echo("error: --token (or READER_AGENT_TOKEN), --point and one of --script/--watch", err=True)
         raise typer.Exit(2)
+    box = _open_outbox(outbox)
     client = BackendClient(backend, token)
-    box = Outbox(outbox)
     runner = PointAgent(client, box, point)
     runner.load_keys()
     stop = threading.Event()
@@ -157,14 +170,14 @@ def clerk(
 
     from reader_agent.agent import PointAgent
     from reader_agent.client import BackendClient
-    from reader_agent.outbox import Outbox
     from reader_agent.reader import ReaderError, list_readers
     from reader_agent.ui.app import create_clerk_app
 
     if not token or not point:
         typer.echo("error: --token (or READER_AGENT_TOKEN) and --point are required", err=True)
         raise typer.Exit(2)
-    runner = PointAgent(BackendClient(backend, token), Outbox(outbox), point)
+    box = _open_outbox(outbox)
+    runner = PointAgent(BackendClient(backend, token), box, point)
     runner.load_keys()
     try:
         readers = list_readers()

@@ -10,7 +10,8 @@ refused, or the card left) — the backend may have debited, so ``sync`` sends r
 closed). After a crash (``recover``, when an agent starts on the outbox) a ``created`` row is
 ``abandoned`` and a ``signed`` row is ``in_doubt``: the clerk never saw its receipt, so nothing was
 handed over, whatever the backend did with it. Each change is its own committed transaction
-(synchronous=FULL).
+(synchronous=FULL). Because opening recovers, one process at a time may hold an outbox file
+(outbox_lock.py): a second one is refused with ``OutboxBusy`` before anything is read or changed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from reader_agent.outbox_lock import OutboxBusy, OutboxLock
+
+__all__ = ["STATES", "Entry", "Outbox", "OutboxBusy"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -82,15 +87,26 @@ def _now() -> str:
 
 class Outbox:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        """Open (and lock, for this process's life) the outbox; ``OutboxBusy`` if another holds it."""
+        self._file_lock: OutboxLock | None = None
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file_lock = OutboxLock(path).acquire()
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._lock = threading.Lock()
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+        except BaseException:
+            if self._file_lock is not None:
+                self._file_lock.release()
+            raise
 
     def close(self) -> None:
         self._db.close()
+        if self._file_lock is not None:
+            self._file_lock.release()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
