@@ -9,8 +9,9 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SYRIA_GOVERNORATES: tuple[str, ...] = (
@@ -86,6 +87,22 @@ class Settings(BaseSettings):
     # Walk-in sales: a product's cap per point per local day when no cap is set for it (walk_in_caps).
     walk_in_daily_cap_qty: int = Field(default=0, ge=0, le=10**12)
     walk_in_timezone: str = "Asia/Damascus"
+    # The deployment's local calendar (an IANA zone): a day's bread, a week from Monday and a month begin
+    # at local midnight when periods are opened (by the worker, ``cardctl period open`` or the API).
+    timezone: str = "Asia/Damascus"
+
+    @field_validator("timezone", "walk_in_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Damascus)") from exc
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
 
 @lru_cache(maxsize=1)

@@ -92,6 +92,7 @@ def register(app: typer.Typer) -> None:
                 period_key=period_key,
                 governorates=settings.governorates,
                 opened_by="cardctl",
+                tz=settings.zone,
             )
         console.print(f"opened {report.rows} allowances")
 
@@ -162,7 +163,7 @@ def run_worker(
         from quota.opening import open_due
 
         with session_scope(factory) as session:
-            report = open_due(session, datetime.now(UTC), settings.governorates)
+            report = open_due(session, datetime.now(UTC), settings.governorates, tz=settings.zone)
         return report.rows if report is not None else 0
 
     def prune_grants() -> int:

@@ -111,9 +111,10 @@ def open_period(body: OpenIn, session: SessionDep, settings: SettingsDep, princi
 @router.get("/batches/unserved", response_model=UnservedOut)
 def unserved(
     session: SessionDep,
+    settings: SettingsDep,
     _: Reader,
     product: Annotated[str, Query(max_length=32)],
     at: Annotated[Moment | None, Query()] = None,
 ) -> UnservedOut:
     """Holders who drew none of a batch-released product last season: next season's priority list."""
-    return UnservedOut.model_validate(service.unserved(session, product, at))
+    return UnservedOut.model_validate(service.unserved(session, settings, product, at))

@@ -107,16 +107,17 @@ def simulate(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     when = _now(at)
-    current = [r for _, r in rules_repository.current(session, when.date())]
+    day = when.astimezone(settings.zone).date()
+    current = [r for _, r in rules_repository.current(session, day)]
     rules = list(proposed) if proposed is not None else current
     for rule in rules:
         _check_product(session, rule)
     types = {r.holder_type for r in [*rules, *current]}
     ages = entitlement.needs_member_ages([*rules, *current])
-    pops = population.load(session.connection(), types, when.date(), settings.governorates, ages=ages)
+    pops = population.load(session.connection(), types, day, settings.governorates, ages=ages)
     prices = rules_repository.prices(session)
     baseline = current if compare and proposed is not None else None
-    sim, base = simulating.simulate(rules, pops, prices, when, baseline=baseline)
+    sim, base = simulating.simulate(rules, pops, prices, when, baseline=baseline, tz=settings.zone)
     return {
         "at": when,
         "lines": sim.lines,
@@ -138,16 +139,17 @@ def explain(
 ) -> list[dict[str, Any]]:
     """Why each rule of the holder's type applies or not, with the allowance meters that decide now."""
     when = _now(at)
+    day = when.astimezone(settings.zone).date()
     conn = session.connection()
-    holder = population.one(conn, holder_type, holder_id, when.date(), settings.governorates)
+    holder = population.one(conn, holder_type, holder_id, day, settings.governorates)
     if holder is None:
         raise HolderNotFound(f"no {holder_type} {holder_id}")
     held = explaining.serving(ledger_repository.allowances_of_holder(conn, holder_type, holder_id), when)
-    rules = dict((r.code, (vid, r)) for vid, r in rules_repository.current(session, when.date()))
+    rules = dict((r.code, (vid, r)) for vid, r in rules_repository.current(session, day))
     opened = rules_repository.by_ids(session, sorted({a.rule_version_id for a in held}))
     for vid, rule in opened.items():  # an opened allowance is decided by the version it was opened with
         rules[rule.code] = (vid, rule)
-    return explaining.explain(holder, list(rules.values()), when, held, point_code)
+    return explaining.explain(holder, list(rules.values()), when, held, point_code, tz=settings.zone)
 
 
 def open_period(
@@ -160,20 +162,20 @@ def open_period(
         except ValueError as exc:
             raise InvalidPeriodKey(str(exc)) from exc
     return opening.open_period(
-        session, at=when, period_key=period_key, governorates=settings.governorates, opened_by=actor
+        session, at=when, period_key=period_key, governorates=settings.governorates, opened_by=actor,
+        tz=settings.zone,
     )
 
 
-def unserved(session: Session, product: str, at: datetime | None) -> dict[str, Any]:
+def unserved(session: Session, settings: Settings, product: str, at: datetime | None) -> dict[str, Any]:
     """Holders who drew none of a batch-released product last season (next season's priority list)."""
     when = _now(at)
-    rules = [
-        r for _, r in rules_repository.current(session, when.date()) if r.product == product and r.batches
-    ]
+    day = when.astimezone(settings.zone).date()
+    rules = [r for _, r in rules_repository.current(session, day) if r.product == product and r.batches]
     if not rules:
         raise NoSeason(f"no current batch rule for {product!r}")
     rule = rules[0]
-    last = last_season(rule.period, when)
+    last = last_season(rule.period, when, settings.zone)
     if last is None:
         raise NoSeason(f"{product!r} has no previous season")
     pruned_at = allowances.grants_pruned_at(session.connection(), rule.holder_type, product, last.start)

@@ -6,11 +6,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from pydantic import ValidationError
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from card_backend.app import create_app
 from card_backend.auth.principal import Role
+from card_backend.config import Settings
 from tests.integration.rules_seed import demo_ruleset, seed_registry, touch
 
 Auth = Callable[..., dict[str, str]]
@@ -175,3 +179,28 @@ def test_a_period_key_opens_from_its_first_day_and_a_bad_one_is_refused(
     assert r.status_code == 200 and r.json()["at"].startswith("2026-11-01")
     bad = client.post("/api/v1/periods/open", json={"period_key": "2026-13"}, headers=admin)
     assert bad.status_code == 422 and bad.json()["error"] == "invalid_period_key"
+
+
+def test_periods_follow_the_deployments_local_calendar(
+    client: TestClient, auth: Auth, session_factory: sessionmaker[Session], settings: Settings, engine: Engine
+) -> None:
+    """Half past ten at night UTC is already tomorrow in Damascus: the day's bread opened then is the
+    local day's, from local midnight (21:00 UTC), not a UTC day that would reset at 03:00 local."""
+    admin = auth(Role.ADMIN)
+    with session_factory.begin() as s:
+        seed_registry(s)
+    load_demo(client, admin)
+    at = "2026-11-27T22:30:00+00:00"
+    r = client.post("/api/v1/periods/open", json={"at": at}, headers=admin)
+    assert r.status_code == 200, r.text
+    bread = next(o for o in r.json()["opened"] if o["product"] == "bread")
+    assert datetime.fromisoformat(bread["period_start"]) == datetime(2026, 11, 27, 21, tzinfo=UTC)
+    assert datetime.fromisoformat(bread["period_end"]) == datetime(2026, 11, 28, 21, tzinfo=UTC)
+    # a deployment configured for UTC opens the UTC day instead
+    with TestClient(create_app(settings.model_copy(update={"timezone": "UTC"}), engine)) as utc:
+        r = utc.post("/api/v1/periods/open", json={"at": "2026-11-29T22:30:00+00:00"}, headers=admin)
+    assert r.status_code == 200, r.text
+    bread = next(o for o in r.json()["opened"] if o["product"] == "bread")
+    assert datetime.fromisoformat(bread["period_start"]) == datetime(2026, 11, 29, tzinfo=UTC)
+    with pytest.raises(ValidationError, match="unknown time zone"):
+        Settings(database_url="sqlite://", timezone="Mars/Olympus_Mons")
