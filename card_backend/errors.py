@@ -10,18 +10,37 @@ response. ``install_error_handlers`` renders every error — domain, validation,
     ├── Conflict (409)                duplicates, illegal state transitions, refused redemptions
     ├── AuthenticationFailed (401)
     └── PermissionDenied (403)
+
+Errors of the database layer are rendered here too, so no endpoint has to catch them:
+
+- ``DataError`` (SQLAlchemy, psycopg): 422 ``invalid_value`` — a value no column can hold.
+- ``OverflowError`` raised inside the driver: 422 ``invalid_value`` — an integer past 64 bits, which
+  SQLite's driver refuses before the statement runs.
+- ``OperationalError`` (SQLAlchemy, psycopg), a ``DBAPIError`` that invalidated its connection, a pool
+  checkout timeout: 503 ``database_unavailable`` with ``Retry-After`` — the database cannot be reached
+  or gave up (connection lost or refused, shut down, serialisation failure, lock timeout). The caller
+  retries the same request; a redemption retried with the same id is applied at most once.
 """
 
 from __future__ import annotations
 
+import logging
+from types import TracebackType
 from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 2
+"""What a 503 tells the caller to wait before retrying (the engine reconnects within 50 ms; a database
+restart takes seconds)."""
 
 
 class DomainError(Exception):
@@ -119,10 +138,31 @@ _HTTP_CODES = {
 }
 
 
+def _raised_by_database_layer(tb: TracebackType | None) -> bool:
+    """Whether a traceback passes through SQLAlchemy or a database driver (not our own arithmetic)."""
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module.split(".", 1)[0] in {"sqlalchemy", "sqlite3", "psycopg"}:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _connection_lost(exc: Exception) -> bool:
+    """A database error that says "cannot be reached now", as opposed to "your statement is wrong"."""
+    if isinstance(exc, OperationalError | psycopg.OperationalError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = None
+        if exc.status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif exc.status == 503:
+            headers = {"Retry-After": str(RETRY_AFTER_S)}
         return _render(exc.status, exc.code, exc.detail, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -139,6 +179,35 @@ def install_error_handlers(app: FastAPI) -> None:
         # The database refused a value the schema let through (a NUL character, a number out of the
         # column's range): bad input, nothing was written — the transaction rolled back.
         return _render(422, "invalid_value", str(getattr(exc, "orig", exc)).splitlines()[0][:200])
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(_: Request, exc: OverflowError) -> JSONResponse:
+        # SQLite's driver refuses an integer past 64 bits before the statement runs. The schemas bound
+        # every id (``card_backend.types.Id``); this catches a field that escaped them. An overflow in
+        # our own code is a bug, not bad input: it stays a 500.
+        if not _raised_by_database_layer(exc.__traceback__):
+            raise exc
+        return _render(422, "invalid_value", f"a number is out of the database's range: {exc}"[:200])
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Raised wherever the database is first needed: a request's session, a device lookup, or the
+        # group commit engine's future (its writers hand the error to every caller of the group).
+        if not _connection_lost(exc):
+            raise exc
+        cause = getattr(exc, "orig", None) or exc
+        first_line = (str(cause).splitlines() or [""])[0][:200]
+        log.warning("database unavailable on %s %s: %s: %s", request.method, request.url.path,
+                    type(cause).__name__, first_line)
+        return _render(
+            503,
+            "database_unavailable",
+            "the database cannot be reached now; retry later with the same request "
+            "(a redemption retried with the same id is applied at most once)",
+            {"Retry-After": str(RETRY_AFTER_S)},
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from card_backend.auth.principal import Role
+from card_backend.types import Id
 
 
 class Token(BaseModel):
@@ -17,7 +18,7 @@ class UserCreate(BaseModel):
     username: str = Field(min_length=3, max_length=64, pattern=r"^[a-zA-Z0-9_.\-]+$")
     password: str = Field(min_length=10, max_length=200)
     role: Role
-    point_id: int | None = None
+    point_id: Id | None = None
 
 
 class UserOut(BaseModel):

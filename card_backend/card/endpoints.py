@@ -19,6 +19,7 @@ from card_backend.card.schemas import (
     StateReason,
 )
 from card_backend.deps import SessionDep, SettingsDep
+from card_backend.types import Id
 
 router = APIRouter(prefix="/api/v1", tags=["cards"])
 WRITE = require_roles(Role.REGISTRAR)
@@ -80,6 +81,6 @@ def replace_card(serial: str, body: Replace, session: SessionDep, who: Principal
 
 @router.get("/holders/{holder_type}/{holder_id}/cards", response_model=list[CardOut])
 def cards_of_holder(
-    holder_type: HolderType, holder_id: int, session: SessionDep, _: Principal = Depends(READ)
+    holder_type: HolderType, holder_id: Id, session: SessionDep, _: Principal = Depends(READ)
 ) -> list[CardOut]:
     return service.of_holder(session, holder_type.value, holder_id)

@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from card_backend.family.schemas import NationalIdIn
+from card_backend.types import Id
 
 
 class HolderType(StrEnum):
@@ -22,7 +23,7 @@ class CardIssue(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     holder_type: HolderType
-    holder_id: int
+    holder_id: Id
     serial: str | None = SERIAL
 
 

@@ -20,6 +20,7 @@ from card_backend.family.schemas import (
     PersonOut,
     SplitIn,
 )
+from card_backend.types import BIGINT_MAX, Id
 
 router = APIRouter(prefix="/api/v1", tags=["families"])
 WRITE = require_roles(Role.REGISTRAR)
@@ -41,7 +42,7 @@ def list_families(
     governorate: str | None = None,
     book_number: str | None = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=BIGINT_MAX),
 ) -> list[FamilySummary]:
     rows = FamilyRepository(session).search(
         governorate=governorate, book_number=book_number, limit=limit, offset=offset
@@ -50,14 +51,14 @@ def list_families(
 
 
 @router.get("/families/{family_id}", response_model=FamilyOut)
-def get_family(family_id: int, session: SessionDep, _: Principal = Depends(READ)) -> FamilyOut:
+def get_family(family_id: Id, session: SessionDep, _: Principal = Depends(READ)) -> FamilyOut:
     """The family, its members (alive or not) and its full history, oldest first."""
     return service.view(session, family_id)
 
 
 @router.patch("/families/{family_id}", response_model=FamilyOut)
 def update_family(
-    family_id: int,
+    family_id: Id,
     body: FamilyUpdate,
     session: SessionDep,
     settings: SettingsDep,
@@ -68,21 +69,21 @@ def update_family(
 
 @router.post("/families/{family_id}/births", response_model=FamilyOut, status_code=201)
 def register_birth(
-    family_id: int, body: BirthIn, session: SessionDep, settings: SettingsDep, who: Principal = Depends(WRITE)
+    family_id: Id, body: BirthIn, session: SessionDep, settings: SettingsDep, who: Principal = Depends(WRITE)
 ) -> FamilyOut:
     return service.birth(session, settings, who.actor, family_id, body.child)
 
 
 @router.post("/families/{family_id}/deaths", response_model=FamilyOut)
 def register_death(
-    family_id: int, body: DeathIn, session: SessionDep, who: Principal = Depends(WRITE)
+    family_id: Id, body: DeathIn, session: SessionDep, who: Principal = Depends(WRITE)
 ) -> FamilyOut:
     return service.death(session, who.actor, family_id, body.person_id, body.died_on)
 
 
 @router.post("/families/{family_id}/splits", response_model=FamilyOut, status_code=201)
 def split_family(
-    family_id: int, body: SplitIn, session: SessionDep, settings: SettingsDep, who: Principal = Depends(WRITE)
+    family_id: Id, body: SplitIn, session: SessionDep, settings: SettingsDep, who: Principal = Depends(WRITE)
 ) -> FamilyOut:
     """A member leaves to found a new family and heads it; answers the NEW family."""
     return service.split(
@@ -99,7 +100,7 @@ def split_family(
 
 @router.post("/families/{family_id}/head", response_model=FamilyOut)
 def change_head(
-    family_id: int, body: HeadChangeIn, session: SessionDep, who: Principal = Depends(WRITE)
+    family_id: Id, body: HeadChangeIn, session: SessionDep, who: Principal = Depends(WRITE)
 ) -> FamilyOut:
     return service.change_head(session, who.actor, family_id, body.person_id, body.old_head_relation)
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from card_backend import nationalid
+from card_backend.types import Id
 
 # A national ID as typed: Arabic-Indic digits become ASCII before the rule (nationalid.py) is checked.
 NationalIdIn = Annotated[str, BeforeValidator(lambda v: nationalid.normalise(v) if isinstance(v, str) else v)]
@@ -80,7 +81,7 @@ class BirthIn(BaseModel):
 class DeathIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    person_id: int
+    person_id: Id
     died_on: date
 
 
@@ -89,7 +90,7 @@ class SplitIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    person_id: int
+    person_id: Id
     new_book_number: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9\-/]+$")
     governorate: str | None = Field(default=None, max_length=32, description="default: the old family's")
     address: str = Field(default="", max_length=200)
@@ -98,7 +99,7 @@ class SplitIn(BaseModel):
 class HeadChangeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    person_id: int
+    person_id: Id
     old_head_relation: Relation = Field(default=Relation.OTHER, description="what the former head becomes")
 
 

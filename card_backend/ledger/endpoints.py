@@ -41,6 +41,7 @@ from card_backend.ledger.schemas import (
     VerifyOut,
 )
 from card_backend.observability import REDEMPTIONS
+from card_backend.types import Id
 from quota.engine import EngineBusy, GroupCommitEngine
 from quota.ledger_repository import point_code_of
 from quota.redemption import Outcome, Redemption, RuleTerms
@@ -244,7 +245,7 @@ def stock_report(_: Reader, ledger: LedgerDep, day_from: date, day_to: date,
 
 
 @router.get("/families/{family_id}/draws", response_model=list[DrawOut])
-def family_draws(family_id: int, _: Reader, ledger: LedgerDep) -> list[DrawOut]:
+def family_draws(family_id: Id, _: Reader, ledger: LedgerDep) -> list[DrawOut]:
     """Partial draw: which member's card drew what, where and when from the family allowance."""
     return [DrawOut.model_validate(d) for d in ledger.family_draws(family_id)]
 

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from card_backend.types import Code, Text
+from card_backend.types import Code, Id, Text
 
 PositiveQty = Annotated[int, Field(gt=0, le=10**12)]
 
@@ -60,7 +60,7 @@ class ReversalIn(_In):
 class TopupIn(_In):
     id: UUID
     holder_type: Literal["family", "person", "vehicle"]
-    holder_id: Annotated[int, Field(gt=0)]
+    holder_id: Id
     product_code: Code
     quantity_qty: PositiveQty
     reason: Annotated[Text, Field(min_length=3, max_length=200)]
@@ -70,7 +70,7 @@ class TopupIn(_In):
 class RebindIn(_In):
     id: UUID = Field(description="Made by the client: a retried request is applied once.")
     holder_type: Literal["family", "person", "vehicle"]
-    holder_id: Annotated[int, Field(gt=0)]
+    holder_id: Id
     product_code: Code
     point_code: Code = Field(description="The new home point for this product.")
 

@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from card_backend.types import Id
+
 
 class LicenceStateName(StrEnum):
     VALID = "valid"
@@ -17,7 +19,7 @@ class LicenceStateName(StrEnum):
 class LicenceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    person_id: int
+    person_id: Id
     number: str = Field(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9\-/]+$")
     categories: str = Field(min_length=1, max_length=32, examples=["B", "A,B", "C,D"])
     issued_on: date

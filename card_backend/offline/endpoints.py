@@ -18,6 +18,7 @@ from card_backend.ledger.endpoints import LedgerDep
 from card_backend.ledger.errors import LedgerBusy
 from card_backend.offline import service
 from card_backend.offline.schemas import ConflictOut, SyncIn, SyncItemOut, SyncOut
+from card_backend.types import BIGINT_MAX
 from quota.engine import EngineBusy
 from quota.redemption import Redemption
 
@@ -82,7 +83,7 @@ def conflicts(
     since: dt.datetime | None = None,
     point_code: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=BIGINT_MAX),
 ) -> list[ConflictOut]:
     """Offline redemptions served but not debitable, with the quantity at risk (oldest first)."""
     rows = CardAuthRepository(session).conflicts(

@@ -20,6 +20,7 @@ from card_backend.point.schemas import (
     PointOut,
     PointUpdate,
 )
+from card_backend.types import BIGINT_MAX, Id
 
 router = APIRouter(prefix="/api/v1", tags=["points"])
 WRITE = require_roles(Role.REGISTRAR)
@@ -41,7 +42,7 @@ def list_points(
     governorate: str | None = None,
     kind: PointKind | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=BIGINT_MAX),
 ) -> list[PointOut]:
     rows = PointRepository(session).search(
         governorate=governorate, kind=kind.value if kind else None, limit=limit, offset=offset
@@ -75,7 +76,7 @@ def list_devices(code: str, session: SessionDep, _: Principal = Depends(READ)) -
 
 
 @router.post("/devices/{device_id}/revoke", response_model=DeviceOut)
-def revoke_device(device_id: int, session: SessionDep, _: Principal = Depends(DEVICES)) -> DeviceOut:
+def revoke_device(device_id: Id, session: SessionDep, _: Principal = Depends(DEVICES)) -> DeviceOut:
     """The device's token stops working at once, in every API process: this one drops its cached
     devices after the commit, the others when PostgreSQL delivers the revocation's notification
     (``auth.revocations``)."""

@@ -25,7 +25,7 @@ from card_backend.rules.schemas import (
     SimulationOut,
     UnservedOut,
 )
-from card_backend.types import Moment
+from card_backend.types import Id, Moment
 from quota import rules_repository
 from quota.domain.rules import ProductSpec, Rule
 
@@ -84,7 +84,7 @@ def simulate(body: SimulateIn, session: SessionDep, settings: SettingsDep, _: Re
 @router.get("/holders/{holder_type}/{holder_id}/explain")
 def explain(
     holder_type: Literal["family", "person", "vehicle"],
-    holder_id: int,
+    holder_id: Id,
     session: SessionDep,
     settings: SettingsDep,
     _: Explainer,

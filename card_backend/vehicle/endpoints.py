@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends
 from card_backend.auth.deps import READERS, require_roles
 from card_backend.auth.principal import Principal, Role
 from card_backend.deps import SessionDep, SettingsDep
+from card_backend.types import Id
 from card_backend.vehicle import service
 from card_backend.vehicle.schemas import VehicleCreate, VehicleOut
 
@@ -26,13 +27,13 @@ def create_vehicle(
 
 @router.get("/vehicles/{vehicle_id}", response_model=VehicleOut)
 def get_vehicle(
-    vehicle_id: int, session: SessionDep, _: Principal = Depends(require_roles(*READERS))
+    vehicle_id: Id, session: SessionDep, _: Principal = Depends(require_roles(*READERS))
 ) -> VehicleOut:
     return service.get(session, vehicle_id)
 
 
 @router.get("/persons/{person_id}/vehicles", response_model=list[VehicleOut])
 def vehicles_of_person(
-    person_id: int, session: SessionDep, _: Principal = Depends(require_roles(*READERS))
+    person_id: Id, session: SessionDep, _: Principal = Depends(require_roles(*READERS))
 ) -> list[VehicleOut]:
     return service.of_owner(session, person_id)

@@ -7,6 +7,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from card_backend.family.schemas import NationalIdIn
+from card_backend.types import Id
 
 
 class VehicleKind(StrEnum):
@@ -35,7 +36,7 @@ class VehicleCreate(BaseModel):
     fuel: Fuel
     engine_cc: int = Field(ge=49, le=30000)
     model_year: int = Field(ge=1900, le=2100)
-    owner_person_id: int | None = None
+    owner_person_id: Id | None = None
     owner_national_id: NationalIdIn | None = Field(default=None, max_length=20)
 
     @model_validator(mode="after")
