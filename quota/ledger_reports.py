@@ -10,10 +10,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from quota import ledger_repository as repo
 from quota import stock_repository as stock_repo
 from quota.domain.decide import ceiling_qty, current_window, is_current
+from quota.domain.stock import DeliveryPayload, DeliveryResult, check_delivery, daily_balances
 from quota.domain.terms import PeriodKind
 from quota.redemption import TermsSource, candidate_keys
 
@@ -69,37 +71,78 @@ def family_draws(db: Engine, family_id: int, limit: int = 200) -> list[dict[str,
         return repo.family_draws(conn, family_id, limit)
 
 
-def deliver_stock(db: Engine, point_code: str, product_code: str, quantity_qty: int, reference: str,
-                  now: datetime) -> int:
-    """Record a delivery; returns the point's new balance for the product."""
-    with db.begin() as conn:
-        repo.begin_write(conn)
-        stock_repo.record_delivery(conn, point_code, product_code, quantity_qty, now, reference)
-        return stock_repo.lock_stock(conn, [(point_code, product_code)])[(point_code, product_code)]
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The answer to a delivery: recorded (``ok``, the balance after it), replayed, or refused by name."""
+
+    result: DeliveryResult
+    delivery_id: str
+    payload: DeliveryPayload
+    balance_qty: int | None = None
+    delivered_at: datetime | None = None
+    replayed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.result is DeliveryResult.OK
+
+
+def deliver_stock(db: Engine, delivery_id: str, payload: DeliveryPayload, now: datetime) -> Delivery:
+    """Record a delivery once per client-made id: a retry with the same payload replays the first answer
+    (the balance as it was then); another payload under that id is refused. A refused delivery (unknown
+    or closed point, unknown product, a product the point does not serve) records nothing."""
+    for attempt in range(2):
+        try:
+            with db.begin() as conn:
+                repo.begin_write(conn)
+                stored = stock_repo.find_delivery(conn, delivery_id)
+                if stored is not None:
+                    return _replay(delivery_id, payload, stored)
+                refusal = check_delivery(stock_repo.point_products(conn, payload.point_code),
+                                         stock_repo.product_exists(conn, payload.product_code),
+                                         payload.product_code)
+                if refusal is not DeliveryResult.OK:
+                    return Delivery(refusal, delivery_id, payload)
+                balance = stock_repo.record_delivery(conn, delivery_id, payload, now)
+                return Delivery(DeliveryResult.OK, delivery_id, payload, balance, now)
+        except IntegrityError:
+            # PostgreSQL: a concurrent request under the same id (or the pair's first delivery) won
+            # the unique index; it has committed, so the second attempt finds it and replays.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _replay(delivery_id: str, payload: DeliveryPayload, stored: dict[str, Any]) -> Delivery:
+    first = DeliveryPayload(str(stored["point_code"]), str(stored["product_code"]),
+                            int(stored["quantity_qty"]), str(stored["reference"]))
+    if first != payload:
+        return Delivery(DeliveryResult.EXISTS_WITH_DIFFERENT_PAYLOAD, delivery_id, first)
+    balance = stored["balance_qty"]
+    return Delivery(DeliveryResult.OK, delivery_id, first, None if balance is None else int(balance),
+                    repo.utc(stored["delivered_at"]), replayed=True)
 
 
 def stock_report(db: Engine, point_code: str | None, day_from: date, day_to: date) -> dict[str, Any]:
-    """Balances now, and per day delivered / dispensed, with the reconciliation of the running row
-    against the journal (invariant 2: dispensed stock equals the sum of the point's redemptions)."""
+    """Per point and product (one point, or all): the running balance now, the opening balance at the
+    start of ``day_from`` and the closing balance at the end of ``day_to`` (UTC days); per day with a
+    movement, opening, delivered, dispensed and closing; and the reconciliation of the running row
+    against the deliveries and the journal (invariant 2), naming every pair that disagrees.
+
+    Three statements whatever the number of points, read from one snapshot so a redemption committing
+    meanwhile cannot make a pair look unreconciled.
+    """
     start = datetime.combine(day_from, time(0), tzinfo=UTC)
     end = datetime.combine(day_to + timedelta(days=1), time(0), tzinfo=UTC)
     with db.connect() as conn:
-        rows = stock_repo.stock_rows(conn, point_code)
-        balances = []
-        for r in rows:
-            journal = stock_repo.journal_dispensed(conn, r["point_code"], r["product_code"])
-            balances.append({**r, "balance_qty": r["delivered_qty"] - r["dispensed_qty"],
-                             "journal_dispensed_qty": journal,
-                             "reconciled": journal == r["dispensed_qty"]})
-        days: list[dict[str, Any]] = []
-        if point_code is not None:
-            delivered, dispensed = stock_repo.daily_movements(conn, point_code, start, end)
-            merged: dict[tuple[str, str], dict[str, Any]] = {}
-            for day, product, qty in delivered:
-                merged.setdefault((day, product), {"day": day, "product_code": product, "delivered_qty": 0,
-                                                   "dispensed_qty": 0})["delivered_qty"] = qty
-            for day, product, qty in dispensed:
-                merged.setdefault((day, product), {"day": day, "product_code": product, "delivered_qty": 0,
-                                                   "dispensed_qty": 0})["dispensed_qty"] = qty
-            days = [merged[k] for k in sorted(merged)]
-        return {"balances": balances, "days": days}
+        stock_repo.begin_snapshot(conn)
+        tracked = stock_repo.stock_rows(conn, point_code)
+        delivered, dispensed = stock_repo.movements(conn, point_code, start, end)
+    balances, days = daily_balances(tracked, delivered, dispensed)
+    disagreements = [
+        {k: b[k] for k in ("point_code", "product_code", "delivered_qty", "recorded_delivered_qty",
+                           "dispensed_qty", "journal_dispensed_qty")}
+        for b in balances if not b["reconciled"]
+    ]
+    return {"day_from": day_from, "day_to": day_to, "reconciled": not disagreements,
+            "disagreements": disagreements, "balances": balances, "days": days}

@@ -140,8 +140,14 @@ class Hold(Base):
 
 
 class StockDelivery(Base):
+    """A delivery to a point; ``delivery_id`` (client-made, unique) makes a retried request count once,
+    and ``balance_qty`` is the balance it answered, replayed to a retry (both None on rows before 0010)."""
+
     __tablename__ = "stock_deliveries"
-    __table_args__ = (Index("ix_stock_deliveries_point_product", "point_code", "product_code"),)
+    __table_args__ = (
+        Index("ix_stock_deliveries_point_product", "point_code", "product_code"),
+        Index("uq_stock_deliveries_delivery_id", "delivery_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     point_code: Mapped[str] = mapped_column(String(32))
@@ -149,3 +155,5 @@ class StockDelivery(Base):
     quantity_qty: Mapped[int] = mapped_column(BigInteger)
     delivered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     reference: Mapped[str] = mapped_column(String(64), default="")
+    delivery_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    balance_qty: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -33,6 +33,7 @@ from quota.domain.decide import (
     decide_topup,
     is_current,
 )
+from quota.domain.stock import DeliveryPayload
 from quota.engine import GroupCommitEngine
 from quota.redemption import (
     Outcome,
@@ -359,10 +360,11 @@ class LedgerService:
                                                         point))
 
     # stock and reads (one short transaction each; see quota.ledger_reports) -----------------------
-    def deliver_stock(self, point_code: str, product_code: str, quantity_qty: int, reference: str,
-                      now: datetime | None = None) -> int:
-        return ledger_reports.deliver_stock(self.db, point_code, product_code, quantity_qty, reference,
-                                            now or self.clock())
+    def deliver_stock(self, delivery_id: str, point_code: str, product_code: str, quantity_qty: int,
+                      reference: str = "", now: datetime | None = None) -> ledger_reports.Delivery:
+        """Record a delivery once per client-made id (see ``ledger_reports.deliver_stock``)."""
+        payload = DeliveryPayload(point_code, product_code, quantity_qty, reference)
+        return ledger_reports.deliver_stock(self.db, delivery_id, payload, now or self.clock())
 
     def stock_report(self, point_code: str | None, day_from: date, day_to: date) -> dict[str, Any]:
         return ledger_reports.stock_report(self.db, point_code, day_from, day_to)
@@ -390,19 +392,21 @@ class LedgerService:
                 entries = repo.entries_page(conn, last_seq, watermark, max_entries)
                 if not entries:
                     break
-                seal = chain.make_seal(prev, entries, first_seq=last_seq + 1)  # contiguous ranges
+                seal = chain.make_seal(prev, entries)
                 seal_repo.insert_seal(conn, seal, now)
                 made.append(seal)
                 last_seq, prev = seal.last_seq, seal.seal_hash
         return made
 
     def verify(self) -> chain.Report:
-        """Recompute the chain and name every changed, removed, inserted, reordered or unsealed entry.
-
-        One ordered pass over every journal row up to the last sealed seq, streamed in pages beside the
-        seals; seals and rows made after the pass starts are left to the next run."""
+        """Recompute the chain and name every changed, removed, inserted or reordered entry."""
+        report = chain.Report()
         with self.db.connect() as conn:
-            bounds = seal_repo.last_seal_bounds(conn)
-            last_id, last_seq = bounds if bounds is not None else (0, 0)
-            seals = seal_repo.seals_upto(conn, last_id)
-            return chain.verify_journal(seals, repo.entries_upto(conn, last_seq))
+            seals = seal_repo.all_seals(conn)
+            report.findings.extend(chain.verify_seal_links(seals))
+            for seal in seals:
+                entries = repo.entries_between(conn, seal.first_seq, seal.last_seq)
+                report.entries_checked += len(entries)
+                report.findings.extend(chain.verify_entries(seal, entries))
+            report.seals_checked = len(seals)
+        return report

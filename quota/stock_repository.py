@@ -1,4 +1,4 @@
-"""SQL of point stock: deliveries, the running (point, product) row, and the daily movements.
+"""SQL of point stock: deliveries, the running (point, product) row, and the movements by day.
 
 The running row (migration 0003) is locked and updated once per group commit, after the group's
 allowance rows and in key order, so stock is checked correctly under several API processes without a
@@ -7,6 +7,7 @@ row updated per redemption.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, cast
@@ -14,24 +15,32 @@ from typing import Any, cast
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     Connection,
     MetaData,
+    Select,
     String,
     Table,
     bindparam,
+    case,
     func,
     insert,
+    literal,
     select,
+    text,
     tuple_,
     update,
 )
 
 from quota import ledger_pg as pg
 from quota.dialect import is_pg
+from quota.domain.stock import AFTER, BEFORE, DeliveryPayload, PointProducts
 from quota.ledger_repository import JOURNAL
 from quota.models import StockDelivery
 
 DELIVERIES = cast(Table, StockDelivery.__table__)
+DISPENSING_KINDS = ("redeem", "post", "reverse", "walk_in")
+"""Journal kinds that move goods out of (or, reversed, back into) a point's stock."""
 STOCK_META = MetaData()
 POINT_STOCK = Table(
     "point_stock",
@@ -78,15 +87,39 @@ def add_dispensed(conn: Connection, dispensed: Mapping[tuple[str, str], int]) ->
         )
 
 
+def find_delivery(conn: Connection, delivery_id: str) -> dict[str, Any] | None:
+    """The delivery recorded under a client-made id, if any."""
+    d = DELIVERIES
+    row = conn.execute(
+        select(d.c.point_code, d.c.product_code, d.c.quantity_qty, d.c.reference, d.c.delivered_at,
+               d.c.balance_qty).where(d.c.delivery_id == delivery_id)
+    ).mappings().first()
+    return None if row is None else dict(row)
+
+
+def point_products(conn: Connection, point_code: str) -> PointProducts | None:
+    """A point (open or closed) with the products it serves; None for an unknown code."""
+    row = conn.execute(text("SELECT products, active FROM points WHERE code = :c"), {"c": point_code}).first()
+    if row is None:
+        return None
+    listed = json.loads(row[0]) if isinstance(row[0], str) else row[0]
+    return PointProducts(bool(row[1]), frozenset(listed or ()))
+
+
+def product_exists(conn: Connection, product_code: str) -> bool:
+    found = conn.execute(text("SELECT 1 FROM products WHERE code = :c"), {"c": product_code}).first()
+    return found is not None
+
+
 def record_delivery(
-    conn: Connection, point_code: str, product_code: str, quantity_qty: int, at: datetime, reference: str
-) -> None:
-    """A delivery; the first one starts tracking the pair, counting what the journal already shows."""
-    conn.execute(
-        insert(DELIVERIES),
-        [{"point_code": point_code, "product_code": product_code, "quantity_qty": quantity_qty,
-          "delivered_at": at, "reference": reference}],
-    )
+    conn: Connection, delivery_id: str, payload: DeliveryPayload, at: datetime
+) -> int:
+    """A delivery; the first one starts tracking the pair, counting what the journal already shows.
+
+    Returns the pair's balance after it, which is stored with the delivery (a retry replays it). A
+    second delivery under the same id fails on the unique index (the caller replays it).
+    """
+    point_code, product_code = payload.point_code, payload.product_code
     s = POINT_STOCK
     exists = conn.execute(
         select(s.c.point_code).where(s.c.point_code == point_code, s.c.product_code == product_code)
@@ -98,8 +131,16 @@ def record_delivery(
     conn.execute(
         update(s)
         .where(s.c.point_code == point_code, s.c.product_code == product_code)
-        .values(delivered_qty=s.c.delivered_qty + quantity_qty)
+        .values(delivered_qty=s.c.delivered_qty + payload.quantity_qty)
     )
+    balance = lock_stock(conn, [(point_code, product_code)])[(point_code, product_code)]
+    conn.execute(
+        insert(DELIVERIES),
+        [{"point_code": point_code, "product_code": product_code, "quantity_qty": payload.quantity_qty,
+          "delivered_at": at, "reference": payload.reference, "delivery_id": delivery_id,
+          "balance_qty": balance}],
+    )
+    return balance
 
 
 def journal_dispensed(conn: Connection, point_code: str, product_code: str) -> int:
@@ -108,10 +149,18 @@ def journal_dispensed(conn: Connection, point_code: str, product_code: str) -> i
             JOURNAL.c.point_code == point_code,
             JOURNAL.c.product_code == product_code,
             JOURNAL.c.result == "ok",
-            JOURNAL.c.kind.in_(["redeem", "post", "reverse", "walk_in"]),
+            JOURNAL.c.kind.in_(DISPENSING_KINDS),
         )
     ).scalar_one()
     return int(total)
+
+
+def begin_snapshot(conn: Connection) -> None:
+    """Make the connection's following reads one snapshot (call before its first statement)."""
+    if is_pg(conn):
+        conn.execution_options(isolation_level="REPEATABLE READ")
+    else:
+        conn.exec_driver_sql("BEGIN")
 
 
 def stock_rows(conn: Connection, point_code: str | None) -> list[dict[str, Any]]:
@@ -121,26 +170,37 @@ def stock_rows(conn: Connection, point_code: str | None) -> list[dict[str, Any]]
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def daily_movements(
-    conn: Connection, point_code: str, start: datetime, end: datetime
-) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int]]]:
-    """(day, product, qty) delivered and dispensed at a point in ``[start, end)``, for the daily report."""
-    day_d = func.substr(func.cast(DELIVERIES.c.delivered_at, String), 1, 10)
-    delivered = conn.execute(
-        select(day_d, DELIVERIES.c.product_code, func.sum(DELIVERIES.c.quantity_qty))
-        .where(DELIVERIES.c.point_code == point_code, DELIVERIES.c.delivered_at >= start,
-               DELIVERIES.c.delivered_at < end)
-        .group_by(day_d, DELIVERIES.c.product_code)
-    ).all()
-    day_j = func.substr(func.cast(JOURNAL.c.created_at, String), 1, 10)
-    dispensed = conn.execute(
-        select(day_j, JOURNAL.c.product_code, func.sum(JOURNAL.c.quantity_qty))
-        .where(JOURNAL.c.point_code == point_code, JOURNAL.c.result == "ok",
-               JOURNAL.c.kind.in_(["redeem", "post", "reverse", "walk_in"]),
-               JOURNAL.c.created_at >= start, JOURNAL.c.created_at < end)
-        .group_by(day_j, JOURNAL.c.product_code)
-    ).all()
-    return ([(str(d), str(p), int(q)) for d, p, q in delivered],
-            [(str(d), str(p), int(q)) for d, p, q in dispensed])
+def _bucketed(conn: Connection, query: Select[Any], at: ColumnElement[datetime], qty: ColumnElement[int],
+              start: datetime, end: datetime) -> dict[tuple[str, str, str], int]:
+    """``query`` (selecting point_code, product_code) summed by pair and bucket: the UTC day
+    ``YYYY-MM-DD`` of ``at`` within ``[start, end)``, ``BEFORE`` or ``AFTER`` — one grouped statement
+    over every point, however many there are."""
+    day: ColumnElement[str]
+    if is_pg(conn):
+        day = func.to_char(func.timezone("UTC", at), "YYYY-MM-DD", type_=String)
+    else:  # SQLite keeps the UTC wall time as text, "YYYY-MM-DD HH:MM:SS..."
+        day = func.substr(at, 1, 10, type_=String)
+    bucket = case((at < start, literal(BEFORE)), (at >= end, literal(AFTER)), else_=day)
+    inner = query.add_columns(bucket.label("bucket"), qty.label("qty")).subquery()
+    rows = conn.execute(
+        select(inner.c.point_code, inner.c.product_code, inner.c.bucket, func.sum(inner.c.qty))
+        .group_by(inner.c.point_code, inner.c.product_code, inner.c.bucket)
+    )
+    return {(str(p), str(q), str(b)): int(n) for p, q, b, n in rows}
 
 
+def movements(
+    conn: Connection, point_code: str | None, start: datetime, end: datetime
+) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str, str], int]]:
+    """Delivered and dispensed sums by (point, product, bucket) — see ``_bucketed`` — at one point or
+    all: the report's opening balances, its days and the reconciliation's totals in two statements."""
+    d, j = DELIVERIES, JOURNAL
+    deliveries = select(d.c.point_code, d.c.product_code)
+    journal = select(j.c.point_code, j.c.product_code).where(
+        j.c.result == "ok", j.c.kind.in_(DISPENSING_KINDS), j.c.point_code.is_not(None),
+        j.c.product_code.is_not(None))
+    if point_code is not None:
+        deliveries = deliveries.where(d.c.point_code == point_code)
+        journal = journal.where(j.c.point_code == point_code)
+    return (_bucketed(conn, deliveries, d.c.delivered_at, d.c.quantity_qty, start, end),
+            _bucketed(conn, journal, j.c.created_at, j.c.quantity_qty, start, end))

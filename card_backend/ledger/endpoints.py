@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
@@ -19,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 
 from card_backend.auth.deps import READERS, require_roles
 from card_backend.auth.principal import Principal, Role
-from card_backend.errors import NotFound
+from card_backend.errors import DomainError, InvalidInput, NotFound
 from card_backend.ledger.errors import HoldUnknown, LedgerBusy, LedgerRefused, WrongPoint
 from card_backend.ledger.schemas import (
     BatchOut,
@@ -37,11 +36,13 @@ from card_backend.ledger.schemas import (
     RedemptionIn,
     ReversalIn,
     SealOut,
+    StockReportOut,
     TopupIn,
     VerifyOut,
 )
 from card_backend.observability import REDEMPTIONS
 from card_backend.types import Id
+from quota.domain.stock import DeliveryResult
 from quota.engine import EngineBusy, GroupCommitEngine
 from quota.ledger_repository import point_code_of
 from quota.redemption import Outcome, Redemption, RuleTerms
@@ -230,18 +231,48 @@ def rebind(body: RebindIn, principal: Binder, ledger: LedgerDep) -> OutcomeOut:
                                  body.point_code, principal.actor))
 
 
-@router.post("/stock/deliveries", response_model=DeliveryOut, status_code=201)
+_DELIVERY_REFUSALS: dict[DeliveryResult, tuple[type[DomainError], str]] = {
+    DeliveryResult.POINT_UNKNOWN: (InvalidInput, "no such point"),
+    DeliveryResult.PRODUCT_UNKNOWN: (InvalidInput, "no such product"),
+    DeliveryResult.POINT_INACTIVE: (LedgerRefused, "the point is closed"),
+    DeliveryResult.PRODUCT_NOT_SERVED: (LedgerRefused, "the point does not serve this product"),
+    DeliveryResult.EXISTS_WITH_DIFFERENT_PAYLOAD: (LedgerRefused, "this id was used for another delivery"),
+}
+MAX_STOCK_REPORT_DAYS = 366
+
+
+@router.post("/stock/deliveries", response_model=DeliveryOut, status_code=201, responses={
+    409: {"description": "refused, nothing recorded: point_inactive, product_not_served, "
+                         "exists_with_different_payload"},
+    422: {"description": "refused, nothing recorded: point_unknown, product_unknown, validation_error"}})
 def deliver(body: DeliveryIn, _: Supervisor, ledger: LedgerDep) -> DeliveryOut:
-    balance = ledger.deliver_stock(body.point_code, body.product_code, body.quantity_qty,
-                                   body.reference or f"delivery-{uuid.uuid4().hex[:8]}")
-    return DeliveryOut(point_code=body.point_code, product_code=body.product_code, balance_qty=balance)
+    """Record goods received at a point. ``id`` is the idempotency key: the app makes it once per delivery
+    and resends it with the same body until it gets an answer; a resent delivery counts once and answers
+    201 with the first answer (``balance_qty`` as it was then) and ``replayed: true``. A refusal records
+    nothing, so the same id may be sent again once the point or product is put right."""
+    delivery = ledger.deliver_stock(str(body.id), body.point_code, body.product_code, body.quantity_qty,
+                                    body.reference)
+    if not delivery.ok:
+        error, message = _DELIVERY_REFUSALS[delivery.result]
+        raise error(message, code=delivery.result.value)
+    payload = delivery.payload
+    return DeliveryOut(id=delivery.delivery_id, point_code=payload.point_code,
+                       product_code=payload.product_code, quantity_qty=payload.quantity_qty,
+                       reference=payload.reference, balance_qty=delivery.balance_qty,
+                       delivered_at=delivery.delivered_at, replayed=delivery.replayed)
 
 
-@router.get("/stock/report")
+@router.get("/stock/report", response_model=StockReportOut)
 def stock_report(_: Reader, ledger: LedgerDep, day_from: date, day_to: date,
-                 point_code: Annotated[str | None, Query(max_length=32)] = None) -> dict[str, object]:
-    """Balances with their reconciliation against the journal, and per-day deliveries and dispensing."""
-    return ledger.stock_report(point_code, day_from, day_to)
+                 point_code: Annotated[str | None, Query(max_length=32)] = None) -> StockReportOut:
+    """Point stock for one point or all, over UTC days ``day_from``..``day_to`` (at most 366): per point and
+    product the balance now and the opening and closing balances of the range; per day with a movement,
+    opening, delivered, dispensed and closing; and the reconciliation of the running counters against the
+    deliveries and the journal, naming the pairs that disagree."""
+    if day_to < day_from or (day_to - day_from).days >= MAX_STOCK_REPORT_DAYS:
+        raise InvalidInput(f"day_to must be 0 to {MAX_STOCK_REPORT_DAYS - 1} days after day_from",
+                           code="bad_range")
+    return StockReportOut.model_validate(ledger.stock_report(point_code, day_from, day_to))
 
 
 @router.get("/families/{family_id}/draws", response_model=list[DrawOut])
@@ -252,11 +283,11 @@ def family_draws(family_id: Id, _: Reader, ledger: LedgerDep) -> list[DrawOut]:
 
 @router.get("/journal/verify", response_model=VerifyOut)
 def verify(_: Auditor, ledger: LedgerDep) -> VerifyOut:
-    """Recompute the seal chain; every changed, removed, inserted, reordered or unsealed entry is named."""
+    """Recompute the seal chain; every changed, removed, inserted or reordered entry is named."""
     report = ledger.verify()
     return VerifyOut(ok=report.ok, seals_checked=report.seals_checked, entries_checked=report.entries_checked,
-                     findings=[FindingOut(kind=f.kind, seq=f.seq, entry_id=f.entry_id, seal_id=f.seal_id,
-                                          detail=f.detail) for f in report.findings])
+                     findings=[FindingOut(kind=f.kind, seq=f.seq, seal_id=f.seal_id, detail=f.detail)
+                               for f in report.findings])
 
 
 @router.post("/journal/seal", response_model=SealOut)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -76,16 +76,70 @@ class RebindIn(_In):
 
 
 class DeliveryIn(_In):
-    point_code: Code
+    id: UUID = Field(description="Made by the supervisor's app and kept until answered: the idempotency "
+                     "key. Resent after a timeout with the same body, the delivery counts once and the "
+                     "first answer is replayed; another body under the same id is refused (409 "
+                     "``exists_with_different_payload``).")
+    point_code: Code = Field(description="An open point that serves the product.")
     product_code: Code
     quantity_qty: PositiveQty
-    reference: Annotated[Text, Field(max_length=64)] = ""
+    reference: Annotated[Text, Field(max_length=64)] = Field("", description="The waybill or truck.")
 
 
 class DeliveryOut(BaseModel):
+    id: str
     point_code: str
     product_code: str
-    balance_qty: int
+    quantity_qty: int
+    reference: str
+    balance_qty: int | None = Field(description="The point's balance of the product right after this "
+                                    "delivery (a replay answers the balance as it was then, not now).")
+    delivered_at: datetime | None
+    replayed: bool = False
+
+
+class StockBalanceOut(BaseModel):
+    point_code: str
+    product_code: str
+    delivered_qty: int = Field(description="Running total delivered (the point_stock row).")
+    dispensed_qty: int = Field(description="Running total dispensed (the point_stock row).")
+    balance_qty: int = Field(description="Balance now: delivered_qty - dispensed_qty.")
+    opening_qty: int = Field(description="Balance at the start of day_from.")
+    closing_qty: int = Field(description="Balance at the end of day_to.")
+    journal_dispensed_qty: int = Field(description="Dispensed according to the journal, all time.")
+    recorded_delivered_qty: int = Field(description="Sum of the recorded deliveries, all time.")
+    reconciled: bool
+
+
+class StockDayOut(BaseModel):
+    day: str
+    point_code: str
+    product_code: str
+    tracked: bool = Field(description="False when the point's stock of the product is not counted (no "
+                          "delivery ever): opening and closing are then null.")
+    opening_qty: int | None
+    delivered_qty: int
+    dispensed_qty: int
+    closing_qty: int | None = Field(description="opening_qty + delivered_qty - dispensed_qty.")
+
+
+class StockDisagreementOut(BaseModel):
+    point_code: str
+    product_code: str
+    delivered_qty: int
+    recorded_delivered_qty: int
+    dispensed_qty: int
+    journal_dispensed_qty: int
+
+
+class StockReportOut(BaseModel):
+    day_from: date
+    day_to: date
+    reconciled: bool = Field(description="Every running row agrees with the deliveries and the journal.")
+    disagreements: list[StockDisagreementOut]
+    balances: list[StockBalanceOut]
+    days: list[StockDayOut] = Field(description="Per UTC day with a movement, by day, point and product; a "
+                                    "day without one keeps the previous closing balance.")
 
 
 class QuotaLineOut(BaseModel):
@@ -108,9 +162,8 @@ class QuotaOut(BaseModel):
 
 
 class FindingOut(BaseModel):
-    kind: str  # changed, removed, inserted, reordered, unsealed or seal_broken
+    kind: str
     seq: int
-    entry_id: str | None  # the row now at seq (None when it was removed)
     seal_id: int | None
     detail: str
 

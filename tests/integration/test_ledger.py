@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from quota.engine import GroupCommitEngine
-from quota.ledger_reports import deliver_stock, family_draws, quota_for_card, stock_report
+from quota.ledger_reports import family_draws, quota_for_card, stock_report
 from quota.redemption import Redemption, StaticTerms
 from quota.service import LedgerService
 from tests.integration.ledger_seed import T0, TERMS, Population, seed
@@ -127,7 +127,7 @@ def test_rolling_gas_cylinder(world) -> None:
 def test_stock_out_and_reconciliation(world) -> None:
     svc, pop, db = world
     svc.redeem(Redemption(rid(), pop.family_card[3], "sugar", 500, "P2"))  # before tracking starts
-    assert deliver_stock(db, "P2", "sugar", 3000, "truck 7", NOW) == 2500
+    assert svc.deliver_stock(rid(), "P2", "sugar", 3000, "truck 7").balance_qty == 2500
     assert svc.redeem(Redemption(rid(), pop.family_card[1], "sugar", 2000, "P2")).ok
     assert svc.redeem(Redemption(rid(), pop.family_card[2], "sugar", 501, "P2")).result \
         == "point_out_of_stock"
@@ -135,8 +135,9 @@ def test_stock_out_and_reconciliation(world) -> None:
     report = stock_report(db, "P2", NOW.date(), NOW.date())
     (balance,) = report["balances"]
     assert balance["balance_qty"] == 0 and balance["reconciled"] and balance["dispensed_qty"] == 3000
-    assert report["days"] == [{"day": NOW.date().isoformat(), "product_code": "sugar",
-                               "delivered_qty": 3000, "dispensed_qty": 3000}]
+    assert report["days"] == [{"day": NOW.date().isoformat(), "point_code": "P2", "product_code": "sugar",
+                               "tracked": True, "opening_qty": 0, "delivered_qty": 3000,
+                               "dispensed_qty": 3000, "closing_qty": 0}]
 
 
 def test_hold_post_less_than_reserved_returns_the_rest(world) -> None:

@@ -89,7 +89,8 @@ def test_topup_quota_stock_and_journal(client: TestClient, auth, pop: Population
     assert diesel["granted_qty"] == 240_000
     supervisor = auth(Role.SUPERVISOR)
     d = client.post("/api/v1/stock/deliveries", headers=supervisor,
-                    json={"point_code": "P1", "product_code": "sugar", "quantity_qty": 500})
+                    json={"id": str(uuid.uuid4()), "point_code": "P1", "product_code": "sugar",
+                          "quantity_qty": 500})
     assert d.status_code == 201 and d.json()["balance_qty"] == 500
     assert client.post("/api/v1/redemptions", json=body(pop, 501), headers=auth(Role.CLERK)).json()["error"] \
         == "point_out_of_stock"

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, text
 
+from quota.domain.stock import DeliveryPayload
 from quota.ledger_reports import deliver_stock, stock_report
 from quota.redemption import StaticTerms
 from quota.service import LedgerService
@@ -87,7 +88,7 @@ def test_replay_by_id(walk_in: WalkInService) -> None:
 def test_sale_decreases_point_stock_and_reconciles(walk_in: WalkInService) -> None:
     db = walk_in.db
     walk_in.set_cap("sugar", 100_000, "admin1")
-    assert deliver_stock(db, "P1", "sugar", 3000, "truck 1", NOW) == 3000
+    assert deliver_stock(db, rid(), DeliveryPayload("P1", "sugar", 3000, "truck 1"), NOW).balance_qty == 3000
     assert walk_in.sell(rid(), "sugar", 2500, "P1", "clerk1").ok
     assert walk_in.sell(rid(), "sugar", 501, "P1", "clerk1").result == "point_out_of_stock"
     assert walk_in.sell(rid(), "sugar", 500, "P1", "clerk1").ok
