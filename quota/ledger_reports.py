@@ -6,8 +6,9 @@ Nothing here is on the hot path; each function is one short read (or, for a deli
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +19,8 @@ from quota.domain.decide import ceiling_qty, current_window, is_current
 from quota.domain.stock import DeliveryPayload, DeliveryResult, check_delivery, daily_balances
 from quota.domain.terms import PeriodKind
 from quota.redemption import TermsSource, candidate_keys
+
+UTC_ZONE = ZoneInfo("UTC")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,26 +126,29 @@ def _replay(delivery_id: str, payload: DeliveryPayload, stored: dict[str, Any]) 
                     repo.utc(stored["delivered_at"]), replayed=True)
 
 
-def stock_report(db: Engine, point_code: str | None, day_from: date, day_to: date) -> dict[str, Any]:
+def stock_report(db: Engine, point_code: str | None, day_from: date, day_to: date,
+                 zone: ZoneInfo = UTC_ZONE) -> dict[str, Any]:
     """Per point and product (one point, or all): the running balance now, the opening balance at the
-    start of ``day_from`` and the closing balance at the end of ``day_to`` (UTC days); per day with a
-    movement, opening, delivered, dispensed and closing; and the reconciliation of the running row
-    against the deliveries and the journal (invariant 2), naming every pair that disagrees.
+    start of ``day_from`` and the closing balance at the end of ``day_to`` (days of ``zone``, the
+    deployment's calendar); per day with a movement, opening, delivered, dispensed and closing; and the
+    reconciliation of the running row against the deliveries and the journal (invariant 2), naming every
+    pair that disagrees.
 
     Three statements whatever the number of points, read from one snapshot so a redemption committing
     meanwhile cannot make a pair look unreconciled.
     """
-    start = datetime.combine(day_from, time(0), tzinfo=UTC)
-    end = datetime.combine(day_to + timedelta(days=1), time(0), tzinfo=UTC)
+    if day_to < day_from:
+        raise ValueError("day_to is before day_from")
+    days = [day_from + timedelta(days=n) for n in range((day_to - day_from).days + 1)]
     with db.connect() as conn:
         stock_repo.begin_snapshot(conn)
         tracked = stock_repo.stock_rows(conn, point_code)
-        delivered, dispensed = stock_repo.movements(conn, point_code, start, end)
-    balances, days = daily_balances(tracked, delivered, dispensed)
+        delivered, dispensed = stock_repo.movements(conn, point_code, days, zone)
+    balances, moves = daily_balances(tracked, delivered, dispensed)
     disagreements = [
         {k: b[k] for k in ("point_code", "product_code", "delivered_qty", "recorded_delivered_qty",
                            "dispensed_qty", "journal_dispensed_qty")}
         for b in balances if not b["reconciled"]
     ]
     return {"day_from": day_from, "day_to": day_to, "reconciled": not disagreements,
-            "disagreements": disagreements, "balances": balances, "days": days}
+            "disagreements": disagreements, "balances": balances, "days": moves}

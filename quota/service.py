@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine
 
@@ -366,8 +367,9 @@ class LedgerService:
         payload = DeliveryPayload(point_code, product_code, quantity_qty, reference)
         return ledger_reports.deliver_stock(self.db, delivery_id, payload, now or self.clock())
 
-    def stock_report(self, point_code: str | None, day_from: date, day_to: date) -> dict[str, Any]:
-        return ledger_reports.stock_report(self.db, point_code, day_from, day_to)
+    def stock_report(self, point_code: str | None, day_from: date, day_to: date,
+                     zone: ZoneInfo = ledger_reports.UTC_ZONE) -> dict[str, Any]:
+        return ledger_reports.stock_report(self.db, point_code, day_from, day_to, zone)
 
     def quota_for_card(
         self, serial: str, now: datetime | None = None

@@ -8,9 +8,10 @@ row updated per redemption.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     BigInteger,
@@ -171,16 +172,18 @@ def stock_rows(conn: Connection, point_code: str | None) -> list[dict[str, Any]]
 
 
 def _bucketed(conn: Connection, query: Select[Any], at: ColumnElement[datetime], qty: ColumnElement[int],
-              start: datetime, end: datetime) -> dict[tuple[str, str, str], int]:
-    """``query`` (selecting point_code, product_code) summed by pair and bucket: the UTC day
-    ``YYYY-MM-DD`` of ``at`` within ``[start, end)``, ``BEFORE`` or ``AFTER`` — one grouped statement
-    over every point, however many there are."""
+              days: Sequence[date], zone: ZoneInfo) -> dict[tuple[str, str, str], int]:
+    """``query`` (selecting point_code, product_code) summed by pair and bucket: the local day
+    ``YYYY-MM-DD`` (in ``zone``) of ``at`` when it is one of ``days`` (consecutive), else ``BEFORE`` or
+    ``AFTER`` — one grouped statement over every point, however many there are."""
+    midnights = (*days, days[-1] + timedelta(days=1))
+    bounds = [datetime.combine(d, time(), zone).astimezone(UTC) for d in midnights]
     day: ColumnElement[str]
     if is_pg(conn):
-        day = func.to_char(func.timezone("UTC", at), "YYYY-MM-DD", type_=String)
-    else:  # SQLite keeps the UTC wall time as text, "YYYY-MM-DD HH:MM:SS..."
-        day = func.substr(at, 1, 10, type_=String)
-    bucket = case((at < start, literal(BEFORE)), (at >= end, literal(AFTER)), else_=day)
+        day = func.to_char(func.timezone(zone.key, at), "YYYY-MM-DD", type_=String)
+    else:  # SQLite keeps UTC wall times as text and knows no zones: one test per local midnight
+        day = case(*((at < bound, literal(d.isoformat())) for d, bound in zip(days, bounds[1:], strict=True)))
+    bucket = case((at < bounds[0], literal(BEFORE)), (at >= bounds[-1], literal(AFTER)), else_=day)
     inner = query.add_columns(bucket.label("bucket"), qty.label("qty")).subquery()
     rows = conn.execute(
         select(inner.c.point_code, inner.c.product_code, inner.c.bucket, func.sum(inner.c.qty))
@@ -190,7 +193,7 @@ def _bucketed(conn: Connection, query: Select[Any], at: ColumnElement[datetime],
 
 
 def movements(
-    conn: Connection, point_code: str | None, start: datetime, end: datetime
+    conn: Connection, point_code: str | None, days: Sequence[date], zone: ZoneInfo
 ) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str, str], int]]:
     """Delivered and dispensed sums by (point, product, bucket) — see ``_bucketed`` — at one point or
     all: the report's opening balances, its days and the reconciliation's totals in two statements."""
@@ -202,5 +205,5 @@ def movements(
     if point_code is not None:
         deliveries = deliveries.where(d.c.point_code == point_code)
         journal = journal.where(j.c.point_code == point_code)
-    return (_bucketed(conn, deliveries, d.c.delivered_at, d.c.quantity_qty, start, end),
-            _bucketed(conn, journal, j.c.created_at, j.c.quantity_qty, start, end))
+    return (_bucketed(conn, deliveries, d.c.delivered_at, d.c.quantity_qty, days, zone),
+            _bucketed(conn, journal, j.c.created_at, j.c.quantity_qty, days, zone))

@@ -263,16 +263,17 @@ def deliver(body: DeliveryIn, _: Supervisor, ledger: LedgerDep) -> DeliveryOut:
 
 
 @router.get("/stock/report", response_model=StockReportOut)
-def stock_report(_: Reader, ledger: LedgerDep, day_from: date, day_to: date,
+def stock_report(request: Request, _: Reader, ledger: LedgerDep, day_from: date, day_to: date,
                  point_code: Annotated[str | None, Query(max_length=32)] = None) -> StockReportOut:
-    """Point stock for one point or all, over UTC days ``day_from``..``day_to`` (at most 366): per point and
-    product the balance now and the opening and closing balances of the range; per day with a movement,
-    opening, delivered, dispensed and closing; and the reconciliation of the running counters against the
-    deliveries and the journal, naming the pairs that disagree."""
+    """Point stock for one point or all, over local days (``CARD_TIMEZONE``) ``day_from``..``day_to`` (at
+    most 366): per point and product the balance now and the opening and closing balances of the range;
+    per day with a movement, opening, delivered, dispensed and closing; and the reconciliation of the
+    running counters against the deliveries and the journal, naming the pairs that disagree."""
     if day_to < day_from or (day_to - day_from).days >= MAX_STOCK_REPORT_DAYS:
         raise InvalidInput(f"day_to must be 0 to {MAX_STOCK_REPORT_DAYS - 1} days after day_from",
                            code="bad_range")
-    return StockReportOut.model_validate(ledger.stock_report(point_code, day_from, day_to))
+    zone = request.app.state.settings.zone
+    return StockReportOut.model_validate(ledger.stock_report(point_code, day_from, day_to, zone))
 
 
 @router.get("/families/{family_id}/draws", response_model=list[DrawOut])

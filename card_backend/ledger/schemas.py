@@ -138,8 +138,9 @@ class StockReportOut(BaseModel):
     reconciled: bool = Field(description="Every running row agrees with the deliveries and the journal.")
     disagreements: list[StockDisagreementOut]
     balances: list[StockBalanceOut]
-    days: list[StockDayOut] = Field(description="Per UTC day with a movement, by day, point and product; a "
-                                    "day without one keeps the previous closing balance.")
+    days: list[StockDayOut] = Field(description="Per local day (CARD_TIMEZONE) with a movement, by day, "
+                                    "point and product; a day without one keeps the previous closing "
+                                    "balance.")
 
 
 class QuotaLineOut(BaseModel):

@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -131,6 +132,19 @@ def test_closing_balance_per_day_with_the_opening_from_before_day_from(world) ->
     assert (balance["opening_qty"], balance["closing_qty"], balance["balance_qty"]) == (2500, 2600, 2300)
     assert balance["reconciled"] and report["reconciled"] and report["disagreements"] == []
     assert (balance["journal_dispensed_qty"], balance["recorded_delivered_qty"]) == (2700, 5000)
+
+
+def test_days_are_those_of_the_deployment_calendar(world) -> None:
+    svc, pop, db = world
+    _month(svc, pop)  # 200 drawn on 2 November at 23:00 UTC: 3 November, 02:00 in Damascus
+    report = stock_report(db, "P1", date(2026, 11, 3), date(2026, 11, 4), ZoneInfo("Asia/Damascus"))
+    assert [(d["day"], d["opening_qty"], d["delivered_qty"], d["dispensed_qty"], d["closing_qty"])
+            for d in report["days"]] == [
+        ("2026-11-03", 1500, 0, 200, 1300),
+        ("2026-11-04", 1300, 2000, 700, 2600),
+    ]  # in UTC days the 200 fall on the 2nd: the 3rd has no movement
+    assert [d["day"] for d in stock_report(db, "P1", date(2026, 11, 3), date(2026, 11, 4))["days"]] \
+        == ["2026-11-04"]
 
 
 def test_report_for_every_point_has_per_day_rows_and_names_a_disagreeing_pair(world) -> None:
