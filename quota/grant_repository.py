@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,6 +50,7 @@ _BLOCK_BYTES = 1792
 _INT4_MAX = 2**31 - 1
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
 _TRAILER = b"\xff\xff"
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Insert the allowance rows of live grants not yet in ``allowances`` for the group's keys, in key
 # order (so two groups materialising the same keys wait for each other instead of deadlocking).
@@ -72,6 +73,8 @@ MATERIALISE = (
     "ON CONFLICT (holder_type, holder_id, product_code, period_start) DO NOTHING"
 )
 
+# A row hides the grant it was made from even after it moved: a rolling row's start is its window's,
+# and a rolling grant has no end, so any later row of the product (a window, a renewal) hides it.
 _HOLDER_GRANTS = (
     "SELECT o.product_code, o.rule_version_id, o.period_start, o.period_end, "
     "COALESCE(grant_qty(g.base_qty, x.ix), x.q), x.q, COALESCE(grant_qty(g.carried_qty, x.ix), 0) "
@@ -81,7 +84,8 @@ _HOLDER_GRANTS = (
     "FROM (SELECT (mod(:hid, r.block_size) * r.slots + o.slot)::int AS ix) e) x "
     "WHERE o.holder_type = :t AND x.q > 0 AND NOT EXISTS (SELECT 1 FROM allowances a "
     "WHERE a.holder_type = :t AND a.holder_id = :hid AND a.product_code = o.product_code "
-    "AND a.period_start = o.period_start) ORDER BY o.product_code, o.period_start"
+    "AND a.period_start >= o.period_start AND (o.period_end IS NULL OR a.period_start < o.period_end)) "
+    "ORDER BY o.product_code, o.period_start"
 )
 
 
@@ -225,6 +229,9 @@ class _Opening:
     slot: int
     slots: int
     size: int
+    rule_version_id: int = 0
+    period_start: datetime | None = None
+    period_end: datetime | None = None
 
 
 def _openings(
@@ -233,13 +240,13 @@ def _openings(
     where = " AND o.period_start = :s" if period_start is not None else ""
     rows = conn.execute(
         text(
-            "SELECT o.run_id, o.slot, r.slots, r.block_size "
+            "SELECT o.run_id, o.slot, r.slots, r.block_size, o.rule_version_id, o.period_start, o.period_end "
             "FROM period_openings o JOIN grant_runs r ON r.id = o.run_id "
             f"WHERE o.holder_type = :t AND o.product_code = :p{where} ORDER BY o.run_id, o.slot"
         ),
         {"t": holder_type, "p": product_code, "s": period_start},
     ).all()
-    return [_Opening(int(a), int(b), int(c), int(d)) for a, b, c, d in rows]
+    return [_Opening(int(a), int(b), int(c), int(d), int(v), s, e) for a, b, c, d, v, s, e in rows]
 
 
 @dataclass(frozen=True)
@@ -295,28 +302,91 @@ def period_columns(
     empty = np.zeros(0, dtype=np.int64)
     if not is_pg(conn):
         return empty, empty, empty, empty
-    parts: list[tuple[IntArray, IntArray, IntArray, IntArray]] = []
-    for o in _openings(conn, holder_type, product_code, period_start):
-        run = cache.get(o.run_id) if cache is not None else None
-        if run is None:
-            run = _read_run(conn, o)
-            if cache is not None:
-                cache[o.run_id] = run
-        granted = np.asarray(run.granted[:, :, o.slot], dtype=np.int64)
-        blk, off = np.nonzero(granted > 0)
-        ids = run.blocks[blk] * o.size + off
-        given = granted[blk, off]
-        base = np.asarray(run.base[blk, off, o.slot], dtype=np.int64) if run.base is not None else given
-        carried = (
-            np.asarray(run.carried[blk, off, o.slot], dtype=np.int64)
-            if run.carried is not None
-            else np.zeros(len(ids), dtype=np.int64)
-        )
-        parts.append((ids, base, given, carried))
+    parts = [_slot_columns(conn, o, cache) for o in _openings(conn, holder_type, product_code, period_start)]
     if not parts:
         return empty, empty, empty, empty
     ids, base, granted, carried = (np.concatenate(c) for c in zip(*parts, strict=True))
     return ids, base, granted, carried
+
+
+def _slot_columns(
+    conn: Connection, o: _Opening, cache: RunCache | None
+) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+    """One opening's grants: holder_id, base, granted and carried of the holders it gave something."""
+    run = cache.get(o.run_id) if cache is not None else None
+    if run is None:
+        run = _read_run(conn, o)
+        if cache is not None:
+            cache[o.run_id] = run
+    granted = np.asarray(run.granted[:, :, o.slot], dtype=np.int64)
+    blk, off = np.nonzero(granted > 0)
+    ids = run.blocks[blk] * o.size + off
+    given = granted[blk, off]
+    base = np.asarray(run.base[blk, off, o.slot], dtype=np.int64) if run.base is not None else given
+    carried = (
+        np.asarray(run.carried[blk, off, o.slot], dtype=np.int64)
+        if run.carried is not None
+        else np.zeros(len(ids), dtype=np.int64)
+    )
+    return ids, base, given, carried
+
+
+@dataclass(frozen=True)
+class Entries:
+    """Allowances of one product as columns, one element per allowance (a row or an untouched grant).
+
+    Times are microseconds since the Unix epoch, ``-1`` for a NULL ``period_end``; ``ids`` is the
+    ``allowances`` id, 0 for a grant.
+    """
+
+    ids: IntArray
+    holder_ids: IntArray
+    rule_version_ids: IntArray
+    start_us: IntArray
+    end_us: IntArray
+    base_qty: IntArray
+    granted_qty: IntArray
+    carried_qty: IntArray
+    topup_qty: IntArray
+    used_qty: IntArray
+    held_qty: IntArray
+
+    @staticmethod
+    def concat(parts: Sequence[Entries]) -> Entries:
+        names = Entries.__dataclass_fields__
+        if not parts:
+            return Entries(*(np.zeros(0, dtype=np.int64) for _ in names))
+        return Entries(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
+
+    def take(self, index: IntArray | np.ndarray[Any, Any]) -> Entries:
+        return Entries(*(getattr(self, n)[index] for n in Entries.__dataclass_fields__))
+
+
+def epoch_us(at: datetime) -> int:
+    """Microseconds since the Unix epoch (a naive datetime, as SQLite returns them, is UTC)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return (at - _UNIX_EPOCH) // timedelta(microseconds=1)
+
+
+def product_grants(
+    conn: Connection, holder_type: str, product_code: str, cache: RunCache | None = None
+) -> Entries:
+    """Every stored grant of a product, of every opening (rolling refresh): as untouched allowances,
+    with each opening's rule version and window. Empty on SQLite (it has no grants)."""
+    parts: list[Entries] = []
+    if not is_pg(conn):
+        return Entries.concat(parts)
+    for o in _openings(conn, holder_type, product_code, None):
+        ids, base, granted, carried = _slot_columns(conn, o, cache)
+        n = len(ids)
+        zero = np.zeros(n, dtype=np.int64)
+        assert o.period_start is not None
+        start = np.full(n, epoch_us(o.period_start), dtype=np.int64)
+        end = np.full(n, epoch_us(o.period_end) if o.period_end is not None else -1, dtype=np.int64)
+        version = np.full(n, o.rule_version_id, dtype=np.int64)
+        parts.append(Entries(zero, ids, version, start, end, base, granted, carried, zero, zero, zero))
+    return Entries.concat(parts)
 
 
 def holder_rows(conn: Connection, holder_type: str, holder_id: int) -> list[dict[str, Any]]:

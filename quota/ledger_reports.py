@@ -60,7 +60,10 @@ def quota_for_card(db: Engine, terms_for: TermsSource, serial: str, now: datetim
                 next_at = (window.last_redeemed_at + timedelta(seconds=gap)
                            if gap and window.last_redeemed_at else None)
                 available = max(ceiling_qty(window, terms, now) - window.used_qty - window.held_qty, 0)
-                end = window.period_end if terms.period_kind is not PeriodKind.ROLLING else state.period_end
+                end = window.period_end
+                if terms.period_kind is PeriodKind.ROLLING:  # ended or not begun: the next fill starts it
+                    running = state.period_end is not None and state.period_end > now
+                    end = state.period_end if running else None
                 lines.append(QuotaLine(product, holder_type, holder_id, window.granted_qty, window.used_qty,
                                        window.held_qty, window.remaining_qty, available, end,
                                        next_at if next_at and next_at > now else None,

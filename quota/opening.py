@@ -5,10 +5,18 @@ bulk (binary COPY on PostgreSQL). Each row keeps the ``rule_version_id`` it was 
 edit made afterwards (a new version) does not change an opened period.
 
 Opening is safe to repeat: a period already opened for a product is only topped up with holders who
-have no row yet (new families, a car bought mid-month), and a rolling allowance, which the ledger
-moves along by itself, is never opened twice for a holder. Unused quantity of the previous period
-is carried over or converted to points here, only for rows being created, so a repeat never
-credits twice. Periods are opened by a daily job (bread is per day) or by an administrator.
+have no row yet (new families, a car bought mid-month). Unused quantity of the previous period is
+carried over or converted to points here, only for rows being created, so a repeat never credits
+twice. Periods are opened by a daily job (bread is per day) or by an administrator.
+
+A rolling product already opened is *refreshed* instead (``_refresh``, once a local day by the
+worker's ``open_due``, and by every administrator's opening): each holder's next window is computed
+as a first opening would and compared with its latest allowance (row or grant). New holders get one;
+where the version, the amount or eligibility differs, a renewal row starts where it may take over —
+the end of the running window (which keeps what it was opened with), else now; an untouched or
+pending one is changed in place rather than stacked. Holders whose rule has ended get a renewal that
+grants nothing (``ended_rolling``). A refresh that changes nothing writes no allowance rows; each is
+recorded in ``period_openings`` (start = the local day), which is what makes it due once a day.
 
 The caller owns the transaction (one unit of work): nothing is committed here.
 """
@@ -28,7 +36,7 @@ from sqlalchemy.orm import Session
 from quota import grant_repository, population, rules_repository
 from quota import opening_repository as repo
 from quota.domain import entitlement, unused
-from quota.domain.eligibility import HolderColumns, IntArray
+from quota.domain.eligibility import BoolArray, HolderColumns, IntArray
 from quota.domain.periods import UTC, previous_window, window
 from quota.domain.rules import PeriodSpec, Rule
 from quota.models import Product
@@ -115,10 +123,14 @@ def open_period(
     tz: ZoneInfo = UTC,
     opened_by: str = "",
     populations: dict[str, HolderColumns] | None = None,
+    ended: Sequence[tuple[tuple[str, str], tuple[str, int]]] = (),
 ) -> OpeningReport:
-    """Open, at ``at`` (or the start of ``period_key``), every current rule's period.
+    """Open, at ``at`` (or the start of ``period_key``), every current rule's period, and refresh the
+    rolling allowances already opened (see the module docstring).
 
-    ``rules`` are (rule_version_id, rule) pairs; by default the versions in force that day.
+    ``rules`` are (rule_version_id, rule) pairs; by default the versions in force that day, and then
+    the rolling products whose rules have all ended are refreshed too (``ended``: (holder type,
+    product) → (rule code, version) of their last opening, as ``ended_rolling`` returns them).
     ``populations`` may be passed by a caller that already holds them (the benchmark, a test).
     """
     started = time.perf_counter()
@@ -143,9 +155,17 @@ def open_period(
     points: dict[tuple[str, str], _Points] = {}
     fresh_of: list[int | None] = []  # per opened rule, its index in ``fresh`` (None: topped up)
     runs: grant_repository.RunCache = {}  # grant runs read back once for all the rules
+    refresh: dict[tuple[str, str], list[tuple[int, entitlement.RuleResult]]] = {}
+    calendar: dict[tuple[str, str], list[entitlement.RuleResult]] = {}
     for res in entitlement.compute([r for _, r in chosen], populations, when, tz):
         rule, mask = res.rule, res.allotted
-        rolling = rule.period.kind == "rolling"
+        key = (rule.holder_type, rule.product)
+        if rule.period.kind == "rolling":
+            if repo.openings(conn, rule.holder_type, rule.product, None):
+                refresh.setdefault(key, []).append((version_of[rule.code], res))  # below, per product
+                continue
+        else:
+            calendar.setdefault(key, []).append(res)
         ids = res.cols.ids
         # Whole-population arrays (0 where not allotted: base and granted are 0 where not eligible):
         # grants store them as they are; every other writer takes ``compact()`` rows.
@@ -165,13 +185,15 @@ def open_period(
             allotted=mask,
         )
         points_of = roll.points[mask] if roll is not None else np.zeros(0, np.int64)
-        seen = repo.openings(conn, rule.holder_type, rule.product, None if rolling else res.window.start)
+        seen = rule.period.kind != "rolling" and repo.openings(
+            conn, rule.holder_type, rule.product, res.window.start
+        )
         if seen:
             rows = rows.compact()
-            present = repo.existing_holders(conn, rows, any_period=rolling, cache=runs)
+            present = repo.existing_holders(conn, rows, cache=runs)
             keep = ~np.isin(rows.holder_ids, present)
             rows = rows.subset(keep)
-            repo.insert_missing(conn, rows, any_period=rolling)
+            repo.insert_missing(conn, rows)
             pts = points_of[keep] if roll is not None else points_of
             fresh_of.append(None)
         else:
@@ -179,8 +201,8 @@ def open_period(
             fresh.append(rows)
             pts = points_of
         if pts.any():
-            key = (rule.holder_type, rule.unused.points_product)
-            acc = points.setdefault(key, _Points(points_rule.get(key, rows.rule_version_id)))
+            pkey = (rule.holder_type, rule.unused.points_product)
+            acc = points.setdefault(pkey, _Points(points_rule.get(pkey, rows.rule_version_id)))
             acc.ids.append(rows.compact().holder_ids)
             acc.points.append(pts)
         opened = OpenedRule(
@@ -196,6 +218,21 @@ def open_period(
             int(pts.sum()),
         )
         report.opened.append(opened)
+    day_start = _slot(when, tz)
+    if rules is None:
+        ended = ended_rolling(session, when, tz)
+    for (holder_type, product), members in refresh.items():
+        taken = [r.allotted for r in calendar.get((holder_type, product), [])]
+        written = _refresh(session, holder_type, product, members, taken, when, day_start, runs)
+        for (vid, res), n in zip(members, written, strict=True):
+            report.opened.append(
+                OpenedRule(res.rule.code, vid, holder_type, product, day_start, None, n, True, 0, 0)
+            )
+            fresh_of.append(None)
+    for (holder_type, product), (code, vid) in ended:
+        (n,) = _refresh(session, holder_type, product, [], [], when, day_start, runs)
+        report.opened.append(OpenedRule(code, vid, holder_type, product, day_start, None, n, True, 0, 0))
+        fresh_of.append(None)
     loading = time.perf_counter()
     now = datetime.now(UTC)
     stored = repo.insert_new(conn, fresh, now)
@@ -224,31 +261,261 @@ def open_period(
     return report
 
 
+def _slot(at: datetime, tz: ZoneInfo) -> datetime:
+    """The start of the local day of ``at``: rolling allowances are refreshed once per slot."""
+    day = window(PeriodSpec(kind="day"), at, tz)
+    assert day is not None
+    return day.start
+
+
 def due_rules(session: Session, at: datetime, tz: ZoneInfo = UTC) -> list[tuple[int, Rule]]:
-    """Rules in force at ``at`` whose period serving ``at`` nobody has opened yet (a rolling rule:
-    never opened; a seasonal rule between seasons is not due)."""
+    """Rules in force at ``at`` whose period serving ``at`` nobody has opened yet (a seasonal rule
+    between seasons is not due), and the rolling rules whose product was not opened or refreshed
+    since the start of ``at``'s local day."""
     conn = session.connection()
     due: list[tuple[int, Rule]] = []
+    slot = _slot(at, tz)
     for vid, rule in rules_repository.current(session, at.astimezone(tz).date()):
         current = window(rule.period, at, tz)
         if current is None:
             continue
-        start = None if rule.period.kind == "rolling" else current.start
-        if not repo.openings(conn, rule.holder_type, rule.product, start):
+        if rule.period.kind == "rolling":
+            opened = repo.openings(conn, rule.holder_type, rule.product, None, since=slot)
+        else:
+            opened = repo.openings(conn, rule.holder_type, rule.product, current.start)
+        if not opened:
             due.append((vid, rule))
     return due
+
+
+def ended_rolling(
+    session: Session, at: datetime, tz: ZoneInfo = UTC
+) -> list[tuple[tuple[str, str], tuple[str, int]]]:
+    """Products once opened with a rolling rule that has no rolling rule in force at ``at`` any more
+    (its end date passed), not yet refreshed today: their holders' next windows grant nothing."""
+    conn = session.connection()
+    live = {
+        (r.holder_type, r.product)
+        for _, r in rules_repository.current(session, at.astimezone(tz).date())
+        if r.period.kind == "rolling"
+    }
+    slot = _slot(at, tz)
+    return [
+        (key, last)
+        for key, last in repo.rolling_products(conn).items()
+        if key not in live and not repo.openings(conn, key[0], key[1], None, since=slot)
+    ]
 
 
 def open_due(
     session: Session, at: datetime, governorates: tuple[str, ...] = (), tz: ZoneInfo = UTC
 ) -> OpeningReport | None:
     """Open the periods that have begun since the last opening (the worker's daily bread, a new week
-    or month); None when every current period is already open. Safe beside another opener."""
+    or month) and refresh the rolling allowances once a day; None when there is nothing to do. Safe
+    beside another opener."""
     repo.lock_openings(session.connection())
     due = due_rules(session, at, tz)
-    if not due:
+    ended = ended_rolling(session, at, tz)
+    if not due and not ended:
         return None
-    return open_period(session, at=at, rules=due, governorates=governorates, tz=tz, opened_by="worker")
+    return open_period(
+        session, at=at, rules=due, governorates=governorates, tz=tz, opened_by="worker", ended=ended
+    )
+
+
+def _refresh(
+    session: Session,
+    holder_type: str,
+    product: str,
+    members: Sequence[tuple[int, entitlement.RuleResult]],
+    calendar_taken: Sequence[BoolArray],
+    when: datetime,
+    slot: datetime,
+    runs: grant_repository.RunCache,
+) -> list[int]:
+    """Refresh one rolling product: new holders get an allowance, holders whose next window differs
+    (another version or amount, eligibility lost or regained) get a renewal row. ``members`` are the
+    product's rolling rules with their results over the population (none: every rolling rule of the
+    product has ended). Returns the rows written per member (the one entry for an ended product)."""
+    conn = session.connection()
+    rows = repo.product_rows(conn, holder_type, product)
+    granted = grant_repository.product_grants(conn, holder_type, product, runs)
+    seen = np.unique(np.concatenate((rows.rule_version_ids, granted.rule_version_ids)))
+    kinds = rules_repository.by_ids(session, [int(v) for v in seen])
+    rolling = np.array(
+        sorted({v for v, r in kinds.items() if r.period.kind == "rolling"} | {v for v, _ in members}),
+        dtype=np.int64,
+    )
+    target: _Target | None = None
+    if members:
+        cols = members[0][1].cols
+        n = cols.n
+        version = np.zeros(n, dtype=np.int64)
+        base = np.zeros(n, dtype=np.int64)
+        given = np.zeros(n, dtype=np.int64)
+        for vid, res in members:  # an earlier rule shadows a later one: the masks never overlap
+            m = res.allotted
+            version[m], base[m], given[m] = vid, res.base_qty[m], res.granted_qty[m]
+        taken = np.zeros(n, dtype=bool)
+        for mask in calendar_taken:
+            taken |= mask
+        has = (given > 0) & ~taken
+        target = _Target(cols.ids, has, version, base, given, cols.ids[taken])
+    writes = _plan(
+        holder_type, product, rows, granted, rolling, target,
+        grant_repository.epoch_us(when), grant_repository.epoch_us(slot),
+    )  # fmt: skip
+    repo.write_rolling(conn, writes)
+    if not members:
+        return [writes.n]
+    versions = np.concatenate((writes.new_versions, writes.set_versions))
+    counts = [int(np.count_nonzero(versions == vid)) for vid, _ in members]
+    counts[0] += writes.n - sum(counts)  # zero rows keep the version they end; drops count here
+    return counts
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What the rules give each holder of the population now (ids as the population orders them)."""
+
+    ids: IntArray
+    has: BoolArray  # gets an allowance of this product under a rolling rule
+    version: IntArray
+    base_qty: IntArray
+    granted_qty: IntArray
+    elsewhere: IntArray  # holders a calendar rule of the same product serves: left alone
+
+
+def _find(keys: IntArray, wanted: IntArray) -> tuple[IntArray, BoolArray]:
+    """Positions of ``wanted`` in the sorted, unique ``keys`` and whether each is there."""
+    if not len(keys):
+        return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)
+    pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return pos, keys[pos] == wanted
+
+
+def _last_per_holder(e: grant_repository.Entries, order: IntArray) -> grant_repository.Entries:
+    """Of entries sorted by holder (``order``), the last of each holder."""
+    e = e.take(order)
+    h = e.holder_ids
+    return e.take(np.flatnonzero(np.r_[h[1:] != h[:-1], True])) if len(h) else e
+
+
+def _plan(
+    holder_type: str,
+    product: str,
+    rows: grant_repository.Entries,
+    granted: grant_repository.Entries,
+    rolling: IntArray,
+    target: _Target | None,
+    now_us: int,
+    slot_us: int,
+) -> repo.RollingWrites:
+    """The rows a refresh writes, computed over columns (no loop over holders).
+
+    Each holder's *current* allowance is its latest row or grant starting by now (a row hides a grant
+    of the same or an earlier start, as the ledger's MATERIALISE does); a *pending* one is a renewal
+    row that starts later (at most one, untouched). Where the target differs from the current one:
+    a pending row is set to it; else an untouched current row is set in place, and otherwise a
+    renewal row is inserted where it may take over — the end of a running window, the start of an
+    untouched grant (which the row then hides), now after an ended window, the slot start for a new
+    holder. Where the target equals the current one, a pending row is dropped. Holders outside the
+    population read (another governorate) are left alone; with no target (the rule ended) every
+    holder whose current allowance is rolling gets nothing from its next window.
+    """
+    # a grant is superseded by any row of its holder starting at or after it
+    order = np.lexsort((rows.start_us, rows.holder_ids))
+    latest_row = _last_per_holder(rows, order)
+    pos, found = _find(latest_row.holder_ids, granted.holder_ids)
+    hidden = found & (latest_row.start_us[pos] >= granted.start_us) if found.any() else found
+    granted = granted.take(np.flatnonzero(~hidden & (granted.start_us <= now_us)))
+
+    untouched = (rows.end_us == -1) & (rows.used_qty == 0) & (rows.held_qty == 0) & (rows.topup_qty == 0)
+    untouched &= rows.carried_qty == 0
+    later = rows.start_us > now_us
+    pend = rows.take(np.flatnonzero(later & untouched & np.isin(rows.rule_version_ids, rolling)))
+    pend = _last_per_holder(pend, np.lexsort((pend.start_us, pend.holder_ids)))
+
+    both = grant_repository.Entries.concat([rows.take(np.flatnonzero(~later)), granted])
+    is_row = both.ids > 0
+    cur = _last_per_holder(both, np.lexsort((is_row, both.start_us, both.holder_ids)))
+    cur_rolling = np.isin(cur.rule_version_ids, rolling)
+
+    parts = [cur.holder_ids[cur_rolling], pend.holder_ids]
+    if target is not None:
+        parts.append(target.ids[target.has])
+    holders = np.unique(np.concatenate(parts))
+    if target is not None:
+        holders = holders[np.isin(holders, target.ids) & ~np.isin(holders, target.elsewhere)]
+
+    zero = np.zeros(len(holders), dtype=np.int64)
+    t_has = np.zeros(len(holders), dtype=bool)
+    t_v, t_b, t_g = zero, zero, zero
+    if target is not None and len(target.ids):
+        t_order = np.argsort(target.ids, kind="stable")
+        t_pos, t_in = _find(target.ids[t_order], holders)
+        t_at = t_order[t_pos]
+        t_has = t_in & target.has[t_at]
+        t_v = np.where(t_has, target.version[t_at], 0)
+        t_b = np.where(t_has, target.base_qty[t_at], 0)
+        t_g = np.where(t_has, target.granted_qty[t_at], 0)
+
+    c_pos, c_in = _find(cur.holder_ids, holders)
+    c = cur.take(c_pos) if len(cur.holder_ids) else None
+    p_pos, p_in = _find(pend.holder_ids, holders)
+    p = pend.take(p_pos) if len(pend.holder_ids) else None
+
+    if c is not None:
+        c_v, c_b = c.rule_version_ids, c.base_qty
+        c_net = c.granted_qty - c.topup_qty - c.carried_qty  # what the rule gave, without one-offs
+        c_zero = (c_b == 0) & (c_net == 0)
+        c_roll = c_in & np.isin(c_v, rolling)
+        same = np.where(t_has, c_in & (c_v == t_v) & (c_b == t_b) & (c_net == t_g), ~c_in | c_zero | ~c_roll)
+        c_row_untouched = (
+            c_in & (c.ids > 0) & (c.end_us == -1) & (c.used_qty == 0) & (c.held_qty == 0)
+            & (c.topup_qty == 0) & (c.carried_qty == 0)
+        )  # fmt: skip
+        start = np.select(
+            [~c_in, (c.ids == 0) & (c.end_us == -1), c.end_us > now_us],
+            [np.full(len(holders), slot_us), c.start_us, c.end_us],
+            now_us,
+        )
+        version = np.where(t_has, t_v, c_v)  # a row that grants nothing keeps the version it ends
+    else:
+        same = ~t_has
+        c_row_untouched = np.zeros(len(holders), dtype=bool)
+        start = np.full(len(holders), slot_us, dtype=np.int64)
+        version = t_v
+    if p is not None:
+        p_eq = np.where(
+            t_has,
+            (p.rule_version_ids == t_v) & (p.base_qty == t_b) & (p.granted_qty == t_g),
+            (p.base_qty == 0) & (p.granted_qty == 0),
+        )
+        drop = p_in & same
+        set_pending = p_in & ~same & ~p_eq
+        p_ids = p.ids
+    else:
+        drop = set_pending = np.zeros(len(holders), dtype=bool)
+        p_ids = zero
+    need = ~same & ~p_in
+    set_current = need & c_row_untouched
+    insert = need & ~c_row_untouched
+    c_ids = c.ids if c is not None else zero
+    return repo.RollingWrites(
+        holder_type,
+        product,
+        holders[insert],
+        version[insert],
+        start[insert],
+        t_b[insert],
+        t_g[insert],
+        np.concatenate((p_ids[set_pending], c_ids[set_current])),
+        np.concatenate((version[set_pending], version[set_current])),
+        np.concatenate((t_b[set_pending], t_b[set_current])),
+        np.concatenate((t_g[set_pending], t_g[set_current])),
+        p_ids[drop],
+    )
 
 
 def prune_grants(session: Session, at: datetime, keep_days: int) -> grant_repository.Pruned:

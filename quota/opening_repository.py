@@ -10,7 +10,7 @@ SQLite, the single-point default, takes SQLAlchemy Core ``executemany``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import numpy as np
@@ -24,10 +24,13 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    bindparam,
+    delete,
     func,
     insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -218,23 +221,22 @@ def _ints(
     return [table[:, i].copy() for i in range(ncols)]
 
 
-def existing_holders(
-    conn: Connection, rows: Rows, any_period: bool, cache: grants.RunCache | None = None
-) -> IntArray:
-    """Holders that already have a row or a grant of this product (in this period, or in any for
-    rolling), unsorted and possibly repeated."""
-    sql = "SELECT holder_id FROM allowances WHERE holder_type = %(t)s AND product_code = %(p)s"
-    params: dict[str, Any] = {"t": rows.holder_type, "p": rows.product_code}
-    stmt = select(_A.holder_id).where(
-        _A.holder_type == rows.holder_type, _A.product_code == rows.product_code
+def existing_holders(conn: Connection, rows: Rows, cache: grants.RunCache | None = None) -> IntArray:
+    """Holders that already have a row or a grant of this product in this period, unsorted and
+    possibly repeated."""
+    sql = (
+        "SELECT holder_id FROM allowances WHERE holder_type = %(t)s AND product_code = %(p)s "
+        "AND period_start = %(s)s"
     )
-    if not any_period:
-        sql += " AND period_start = %(s)s"
-        params["s"] = rows.period_start
-        stmt = stmt.where(_A.period_start == rows.period_start.astimezone(UTC))
+    params: dict[str, Any] = {"t": rows.holder_type, "p": rows.product_code, "s": rows.period_start}
+    stmt = select(_A.holder_id).where(
+        _A.holder_type == rows.holder_type,
+        _A.product_code == rows.product_code,
+        _A.period_start == rows.period_start.astimezone(UTC),
+    )
     (ids,) = _ints(conn, stmt, sql, params, 1)
     granted, _, _, _ = grants.period_columns(
-        conn, rows.holder_type, rows.product_code, None if any_period else rows.period_start, cache
+        conn, rows.holder_type, rows.product_code, rows.period_start, cache
     )
     return np.concatenate((ids, granted))  # may repeat a holder: callers only ask who is in it
 
@@ -248,25 +250,161 @@ def _temp(conn: Connection) -> None:
     conn.execute(text("TRUNCATE opening_rows"))
 
 
-def insert_missing(conn: Connection, rows: Rows, any_period: bool) -> int:
-    """Rows for holders without one yet (a period topped up with new holders); returns rows written."""
+def insert_missing(conn: Connection, rows: Rows) -> int:
+    """Rows for holders without one in this period yet (a period topped up with new holders);
+    returns rows written."""
     rows = rows.compact()
     if not is_pg(conn):
-        subset = rows.subset(~np.isin(rows.holder_ids, existing_holders(conn, rows, any_period)))
+        subset = rows.subset(~np.isin(rows.holder_ids, existing_holders(conn, rows)))
         if subset.n:
             conn.execute(insert(_TABLE), _dicts(subset))
         return subset.n
     _temp(conn)
     _copy(conn, "opening_rows", [rows])
-    same_period = "" if any_period else " AND a.period_start = o.period_start"
     result = conn.execute(
         text(
             f"INSERT INTO allowances ({COLUMNS}) SELECT {COLUMNS} FROM opening_rows o WHERE NOT EXISTS ("
             "SELECT 1 FROM allowances a WHERE a.holder_type = o.holder_type AND a.holder_id = o.holder_id "
-            f"AND a.product_code = o.product_code{same_period})"
+            "AND a.product_code = o.product_code AND a.period_start = o.period_start)"
         )
     )
     return int(result.rowcount)
+
+
+# Rolling refresh ---------------------------------------------------------------------------------
+_ROLLING_ROWS = (
+    "SELECT id, holder_id, rule_version_id, round(extract(epoch FROM period_start) * 1000000), "
+    "COALESCE(round(extract(epoch FROM period_end) * 1000000), -1), base_qty, granted_qty, carried_qty, "
+    "topup_qty, used_qty, held_qty FROM allowances WHERE holder_type = %(t)s AND product_code = %(p)s"
+)
+# A row the ledger has not touched: no window started, nothing used, held or topped up.
+_UNTOUCHED = "period_end IS NULL AND used_qty = 0 AND held_qty = 0 AND topup_qty = 0 AND carried_qty = 0"
+
+
+def product_rows(conn: Connection, holder_type: str, product_code: str) -> grants.Entries:
+    """Every ``allowances`` row of a product (all periods), as columns."""
+    if is_pg(conn):
+        return grants.Entries(
+            *int_columns(conn, _ROLLING_ROWS, {"t": holder_type, "p": product_code}, 11, wide=True)
+        )
+    stmt = select(
+        _A.id, _A.holder_id, _A.rule_version_id, _A.period_start, _A.period_end, _A.base_qty,
+        _A.granted_qty, _A.carried_qty, _A.topup_qty, _A.used_qty, _A.held_qty,
+    ).where(_A.holder_type == holder_type, _A.product_code == product_code)  # fmt: skip
+    table = [
+        (i, h, v, grants.epoch_us(s), grants.epoch_us(e) if e is not None else -1, *rest)
+        for i, h, v, s, e, *rest in conn.execute(stmt).all()
+    ]
+    columns = np.asarray(table, dtype=np.int64).reshape(len(table), 11)
+    return grants.Entries(*(columns[:, i].copy() for i in range(11)))
+
+
+@dataclass(frozen=True)
+class RollingWrites:
+    """What a rolling refresh changes, per holder: rows to insert (not started, nothing carried), rows
+    not started yet to set to another version and amount, and pending rows to drop."""
+
+    holder_type: str
+    product_code: str
+    new_holder_ids: IntArray
+    new_versions: IntArray
+    new_start_us: IntArray  # microseconds since the Unix epoch
+    new_base_qty: IntArray
+    new_granted_qty: IntArray
+    set_ids: IntArray
+    set_versions: IntArray
+    set_base_qty: IntArray
+    set_granted_qty: IntArray
+    drop_ids: IntArray
+
+    @property
+    def n(self) -> int:
+        return len(self.new_holder_ids) + len(self.set_ids) + len(self.drop_ids)
+
+
+_PG_FROM_UNIX_US = (_PG_EPOCH - datetime(1970, 1, 1, tzinfo=UTC)) // np.timedelta64(1, "us").item()
+
+
+def _renewal_wire(w: RollingWrites) -> bytes:
+    """The new rows in binary COPY format: as ``binary_rows``, a version and a start per row."""
+    ht, pc = w.holder_type.encode(), w.product_code.encode()
+    buf = np.empty(len(w.new_holder_ids), dtype=np.dtype([
+        ("n", ">i2"), ("l0", ">i4"), ("ht", f"S{len(ht)}"), ("l1", ">i4"), ("hid", ">i8"),
+        ("l2", ">i4"), ("pc", f"S{len(pc)}"), ("l3", ">i4"), ("rv", ">i4"), ("l4", ">i4"), ("ps", ">i8"),
+        ("l5", ">i4"), ("l6", ">i4"), ("base", ">i8"), ("l7", ">i4"), ("gr", ">i8"), ("l8", ">i4"),
+        ("car", ">i8"),
+    ]))  # fmt: skip
+    buf["n"] = 9
+    buf["l0"], buf["ht"], buf["l1"], buf["hid"] = len(ht), ht, 8, w.new_holder_ids
+    buf["l2"], buf["pc"], buf["l3"], buf["rv"] = len(pc), pc, 4, w.new_versions
+    buf["l4"], buf["ps"], buf["l5"] = 8, w.new_start_us - _PG_FROM_UNIX_US, -1
+    buf["l6"], buf["base"], buf["l7"], buf["gr"] = 8, w.new_base_qty, 8, w.new_granted_qty
+    buf["l8"], buf["car"] = 8, 0
+    return buf.tobytes()
+
+
+def write_rolling(conn: Connection, w: RollingWrites) -> None:
+    """Apply a rolling refresh in bulk. A row is set or dropped only while untouched: one a redemption
+    started meanwhile keeps its window (the next refresh looks again); an insert that meets a row of
+    the same start (a grant materialised meanwhile) is skipped the same way."""
+    if is_pg(conn):
+        if len(w.new_holder_ids):
+            _temp(conn)
+            grants.copy_in(
+                conn, f"COPY opening_rows ({COLUMNS}) FROM STDIN (FORMAT BINARY)", [_renewal_wire(w)]
+            )
+            conn.execute(
+                text(
+                    f"INSERT INTO allowances ({COLUMNS}) SELECT {COLUMNS} FROM opening_rows "
+                    "ON CONFLICT (holder_type, holder_id, product_code, period_start) DO NOTHING"
+                )
+            )
+        if len(w.set_ids):
+            conn.execute(
+                text(
+                    "UPDATE allowances a SET rule_version_id = s.v, base_qty = s.b, granted_qty = s.g "
+                    "FROM unnest(CAST(:ids AS bigint[]), CAST(:v AS int[]), CAST(:b AS bigint[]), "
+                    f"CAST(:g AS bigint[])) AS s(id, v, b, g) WHERE a.id = s.id AND a.{_UNTOUCHED}"
+                ),
+                {"ids": w.set_ids.tolist(), "v": w.set_versions.tolist(), "b": w.set_base_qty.tolist(),
+                 "g": w.set_granted_qty.tolist()},
+            )
+        if len(w.drop_ids):
+            conn.execute(
+                text(f"DELETE FROM allowances WHERE id = ANY(CAST(:ids AS bigint[])) AND {_UNTOUCHED}"),
+                {"ids": w.drop_ids.tolist()},
+            )
+        return
+    if len(w.new_holder_ids):
+        stmt = sqlite_insert(_TABLE).on_conflict_do_nothing(
+            index_elements=["holder_type", "holder_id", "product_code", "period_start"]
+        )
+        conn.execute(stmt, [
+            {"holder_type": w.holder_type, "holder_id": h, "product_code": w.product_code,
+             "rule_version_id": v, "period_start": _from_us(s), "period_end": None, "base_qty": b,
+             "granted_qty": g, "carried_qty": 0}
+            for h, v, s, b, g in zip(w.new_holder_ids.tolist(), w.new_versions.tolist(),
+                                     w.new_start_us.tolist(), w.new_base_qty.tolist(),
+                                     w.new_granted_qty.tolist(), strict=True)
+        ])  # fmt: skip
+    untouched = (
+        _A.period_end.is_(None), _A.used_qty == 0, _A.held_qty == 0, _A.topup_qty == 0, _A.carried_qty == 0
+    )
+    if len(w.set_ids):
+        conn.execute(
+            update(_TABLE)
+            .where(_A.id == bindparam("row_id"), *untouched)
+            .values(rule_version_id=bindparam("v"), base_qty=bindparam("b"), granted_qty=bindparam("g")),
+            [{"row_id": i, "v": v, "b": b, "g": g}
+             for i, v, b, g in zip(w.set_ids.tolist(), w.set_versions.tolist(), w.set_base_qty.tolist(),
+                                   w.set_granted_qty.tolist(), strict=True)],
+        )  # fmt: skip
+    if len(w.drop_ids):
+        conn.execute(delete(_TABLE).where(_A.id.in_(w.drop_ids.tolist()), *untouched))
+
+
+def _from_us(us: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
 
 
 def add_points(conn: Connection, rows: Rows) -> None:
@@ -334,13 +472,34 @@ def previous_rows(
     return [column[order] for column in merged]
 
 
-def openings(conn: Connection, holder_type: str, product_code: str, period_start: datetime | None) -> int:
-    """How many times this product's period (or, with ``None``, any period of it) was opened."""
+def openings(
+    conn: Connection,
+    holder_type: str,
+    product_code: str,
+    period_start: datetime | None,
+    since: datetime | None = None,
+) -> int:
+    """How many times this product's period (or, with ``None``, any period of it) was opened; with
+    ``since``, only openings and rolling refreshes recorded at or after that slot start."""
     po = period_openings.c
     stmt = select(func.count()).where(po.holder_type == holder_type, po.product_code == product_code)
     if period_start is not None:
         stmt = stmt.where(po.period_start == period_start.astimezone(UTC))
+    if since is not None:
+        stmt = stmt.where(po.period_start >= since.astimezone(UTC))
     return int(conn.execute(stmt).scalar_one())
+
+
+def rolling_products(conn: Connection) -> dict[tuple[str, str], tuple[str, int]]:
+    """Products ever opened with a rolling rule (their openings have no end): (holder type, product)
+    → the rule code and version of the latest such opening."""
+    po = period_openings.c
+    rows = conn.execute(
+        select(po.holder_type, po.product_code, po.rule_code, po.rule_version_id)
+        .where(po.period_end.is_(None))
+        .order_by(po.id)
+    ).all()
+    return {(t, p): (str(c), int(v)) for t, p, c, v in rows}
 
 
 def lock_openings(conn: Connection) -> None:
@@ -351,9 +510,6 @@ def lock_openings(conn: Connection) -> None:
 
 
 def record_opening(conn: Connection, **values: Any) -> None:
-    # in UTC, as every stored time: SQLite keeps a datetime's wall clock and drops its offset, so a window
-    # of the local calendar (Asia/Damascus) would be stored three hours off and never found again
-    values = {k: v.astimezone(UTC) if isinstance(v, datetime) else v for k, v in values.items()}
     conn.execute(insert(period_openings), [values])
 
 

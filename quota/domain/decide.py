@@ -101,11 +101,13 @@ class Decision(NamedTuple):
 
 
 def is_current(state: AllowanceState, terms: Terms, now: datetime) -> bool:
-    """Whether the row serves ``now``; a rolling row always does, it restarts its window itself."""
+    """Whether the row serves ``now``; a rolling row does (it restarts its window itself) unless it
+    grants, holds and has used nothing: the renewal a holder who lost eligibility gets (its card is
+    then ``not_eligible``, and the quota view shows nothing)."""
     if now < state.period_start:
         return False
     if terms.period_kind is PeriodKind.ROLLING:
-        return True
+        return state.granted_qty > 0 or state.used_qty > 0 or state.held_qty > 0
     return state.period_end is None or now < state.period_end
 
 

@@ -8,8 +8,12 @@ season there is no window and nothing is opened.
 A rolling window ("a gas cylinder every 23 days") counts from the holder's first redemption, which
 opening cannot know: the allowance is opened with ``period_start`` = the opening day and
 ``period_end`` = ``None`` (not started); the ledger starts the window at the first redemption and
-renews it when it has run out. Opening never creates a second rolling allowance for a holder who
-already has a current one.
+restarts it in place, with the same version and amount, when it has run out. Once a day the opening
+job refreshes rolling allowances (``quota.opening``): a window that is running keeps the version and
+amount it was opened with; where the holder's *next* window would differ (a new rule version, another
+amount, eligibility lost or regained, the rule ended) a renewal row — same holder and product, not
+started — takes over from the running window's end (or at once when none is running). A renewal that
+grants nothing is how a holder loses a rolling allowance: ``decide.is_current`` does not serve it.
 """
 
 from __future__ import annotations

@@ -212,7 +212,11 @@ def test_due_periods_open_once_and_a_new_day_opens_only_the_days_bread(
         assert open_due(s, NOV + timedelta(hours=3)) is None  # same day: nothing has begun
     with session_factory.begin() as s:
         nxt = open_due(s, NOV + timedelta(days=1))
-    assert nxt is not None and {o.product for o in nxt.opened} == {"bread"}
+    assert nxt is not None and {o.product for o in nxt.opened if not o.topped_up} == {"bread"}
+    # and the rolling allowances are refreshed once a day: nothing changed, nothing written
+    assert {(o.product, o.rows) for o in nxt.opened if o.topped_up} == {("gas_cylinder", 0), ("gasoline", 0)}
+    with session_factory.begin() as s:
+        assert open_due(s, NOV + timedelta(days=1, hours=3)) is None
     with session_factory() as s:
         bread = [r for r in every_row(s, "bread") if r["holder_id"] == 1]
         assert [r["period_start"].day for r in bread] == [18, 19]
