@@ -12,20 +12,38 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from quota.domain.rules import ProductSpec, Rule, RuleSet, rule_from_body, ruleset_from_yaml
 from quota.domain.simulate import ProductPrice
-from quota.models import Product, RuleVersion
+from quota.models import Allowance, JournalEntry, Product, RuleVersion, StockDelivery
+
+# What holds quantities or prices of a product in its unit: a product one of these names keeps its unit
+# and price basis (``card_backend.rules.service.update_product``). Small tables first: the first hit ends
+# the search, and only a product nothing names scans them all.
+_REFERRERS = (
+    ("rule versions", RuleVersion.product_code),
+    ("stock deliveries", StockDelivery.product_code),
+    ("allowances", Allowance.product_code),
+    ("journal entries", JournalEntry.product_code),
+)
 
 
 def list_products(session: Session) -> list[Product]:
     return list(session.scalars(select(Product).order_by(Product.code)))
 
 
-def get_product(session: Session, code: str) -> Product | None:
-    return session.get(Product, code)
+def get_product(session: Session, code: str, *, for_update: bool = False) -> Product | None:
+    return session.get(Product, code, with_for_update=for_update)
+
+
+def product_referrer(session: Session, code: str) -> str | None:
+    """A kind of stored row that names the product (None: nothing was ever recorded in its unit)."""
+    for name, column in _REFERRERS:
+        if session.scalar(select(exists().where(column == code))):
+            return name
+    return None
 
 
 def add_product(session: Session, spec: ProductSpec, active: bool = True) -> Product:
@@ -78,7 +96,10 @@ def latest_versions(session: Session) -> list[RuleVersion]:
 
 
 def current(session: Session, on: date) -> list[tuple[int, Rule]]:
-    """(rule_version_id, rule) in force on ``on``: per code, the highest version covering the day."""
+    """(rule_version_id, rule) in force on ``on``: per code, the highest version covering the day.
+
+    A rule of a withdrawn product (``active`` false) is not in force: no period of it opens, and
+    simulate and explain leave it out; allowances already opened keep their version."""
     stmt = (
         select(RuleVersion)
         .where(RuleVersion.effective_from <= on)
@@ -88,7 +109,8 @@ def current(session: Session, on: date) -> list[tuple[int, Rule]]:
     out: dict[str, tuple[int, Rule]] = {}
     for row in session.scalars(stmt):
         out.setdefault(row.code, (row.id, rule_from_body(row.body)))
-    return list(out.values())
+    gone = set(session.scalars(select(Product.code).where(Product.active.is_(False))))
+    return [(vid, rule) for vid, rule in out.values() if rule.product not in gone]
 
 
 def by_ids(session: Session, ids: Sequence[int]) -> dict[int, Rule]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from card_backend.auth.deps import require_roles
 from card_backend.auth.principal import Principal, Role
@@ -20,6 +20,7 @@ from card_backend.rules.schemas import (
     OpeningOut,
     ProductIn,
     ProductOut,
+    ProductPatch,
     RuleVersionOut,
     SimulateIn,
     SimulationOut,
@@ -47,6 +48,38 @@ def list_products(session: SessionDep, _: Reader) -> list[ProductOut]:
 def create_product(body: ProductIn, session: SessionDep, _: Admin) -> ProductOut:
     spec = ProductSpec.model_validate(body.model_dump(exclude={"active"}))
     return ProductOut.model_validate(service.add_product(session, spec, body.active))
+
+
+@router.patch(
+    "/products/{code}",
+    response_model=ProductOut,
+    responses={404: {"description": "``product_not_found``"},
+               409: {"description": "``product_in_use``: the unit or price basis of a product in use"}},
+)
+def update_product(
+    code: Annotated[str, Path(max_length=32)], body: ProductPatch, session: SessionDep, principal: Admin
+) -> ProductOut:
+    """Correct a product; fields left out keep their value. Each change is logged with the
+    administrator's name and the old and new values (a ``product_changed`` line, logger ``card.audit``).
+
+    What a change reaches, and when:
+
+    - **names**: messages and receipts from now on.
+    - **free_price_minor** (the non-subsidised price): the next walk-in sale and every simulation.
+    - **Subsidised prices are not here**: they are the price tiers of each rule, frozen into the rule
+      version an allowance was opened with. Change them with `PUT /api/v1/rules/{code}` (a new version,
+      for periods opened afterwards).
+    - **unit** and **price_per_qty** (the quantity every price is per): they give stored quantities and
+      the rules' tier prices their meaning, so they can be corrected only while no rule version,
+      allowance, journal entry or stock delivery names the product; after that: 409 `product_in_use`
+      (add a new product instead).
+    - **active=false** withdraws the product: no new rule may name it (409 `product_inactive`; a rule
+      already on it may still get versions, e.g. to end it), its rules are no longer in force, so no new
+      period opens and simulate and explain leave them out; allowances already opened stay redeemable
+      until their period ends; walk-in sales of it are refused at once (409 `product_unknown`).
+      `active=true` brings it back.
+    """
+    return ProductOut.model_validate(service.update_product(session, code, body.changes(), principal.actor))
 
 
 @router.get("/rules", response_model=list[RuleVersionOut])

@@ -3,16 +3,51 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from card_backend.types import Moment
+from card_backend.types import BIGINT_MAX, Moment, Text
 from quota.domain.rules import ProductSpec, Rule
 
 
 class ProductIn(ProductSpec):
     active: bool = True
+
+
+Name = Annotated[Text, Field(min_length=1, max_length=80)]
+
+
+class ProductPatch(BaseModel):
+    """The fields to change; those left out keep their value (``null`` is refused, not "unset")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name_ar: Name | None = None
+    name_en: Name | None = None
+    unit: Literal["ml", "g", "piece", "bundle", "point"] | None = Field(
+        None, description="Fixed once anything refers to the product (409 ``product_in_use``)."
+    )
+    price_per_qty: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = Field(
+        None,
+        description="The quantity every price of the product is per (1000: per litre of ml). Fixed once "
+        "anything refers to the product (409 ``product_in_use``).",
+    )
+    free_price_minor: Annotated[int, Field(ge=0, le=BIGINT_MAX)] | None = Field(
+        None, description="The non-subsidised price per ``price_per_qty``: walk-in sales and simulations."
+    )
+    walk_in: bool | None = None
+    active: bool | None = Field(None, description="false withdraws the product, true brings it back.")
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> ProductPatch:
+        nulls = sorted(k for k in self.model_fields_set if getattr(self, k) is None)
+        if nulls:
+            raise ValueError(f"leave out what does not change instead of null: {', '.join(nulls)}")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
 
 
 class ProductOut(BaseModel):

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from card_backend.config import Settings
@@ -24,9 +26,26 @@ from quota.domain.periods import last_season
 from quota.domain.rules import ProductSpec, Rule
 from quota.models import Product, RuleVersion
 
+_audit = structlog.get_logger("card.audit")
+
 
 class ProductExists(Conflict):
     code = "product_exists"
+
+
+class ProductNotFound(NotFound):
+    code = "product_not_found"
+
+
+class ProductInUse(Conflict):
+    """The unit and the price basis say what every stored quantity and tier price of a product means:
+    once anything refers to the product they stay (a corrected product is a new product code)."""
+
+    code = "product_in_use"
+
+
+class ProductInactive(Conflict):
+    code = "product_inactive"
 
 
 class UnknownProduct(InvalidInput):
@@ -69,15 +88,58 @@ def add_product(session: Session, spec: ProductSpec, active: bool) -> Product:
     return rules_repository.add_product(session, spec, active)
 
 
+FIXED_ONCE_USED = ("unit", "price_per_qty")
+"""Product fields that give stored quantities and rule tier prices their meaning."""
+
+
+def update_product(session: Session, code: str, changes: dict[str, Any], actor: str) -> Product:
+    """Correct a product's names, prices, walk-in flag or activity. Products have no versions (rules do):
+    the change is logged once committed as a ``product_changed`` JSON line (logger ``card.audit``) with
+    the actor and each field's old and new value."""
+    product = rules_repository.get_product(session, code, for_update=True)
+    if product is None:
+        raise ProductNotFound(f"no product {code!r}")
+    changed = {k: (getattr(product, k), v) for k, v in changes.items() if getattr(product, k) != v}
+    fixed = [k for k in FIXED_ONCE_USED if k in changed]
+    if fixed:
+        referrer = rules_repository.product_referrer(session, code)
+        if referrer is not None:
+            raise ProductInUse(
+                f"{' and '.join(fixed)} of {code!r} cannot change once {referrer} name it (their quantities "
+                "and prices are in its unit and price basis): add a new product instead"
+            )
+    for key, (_, new) in changed.items():
+        setattr(product, key, new)
+    session.flush()
+    if changed:
+        record = {k: {"old": old, "new": new} for k, (old, new) in changed.items()}
+        event.listen(
+            session,
+            "after_commit",
+            lambda _: _audit.info("product_changed", product=code, actor=actor, changes=record),
+            once=True,
+        )
+    return product
+
+
 def _check_product(session: Session, rule: Rule) -> None:
     if rules_repository.get_product(session, rule.product) is None:
         raise UnknownProduct(f"rule {rule.code!r} names unknown product {rule.product!r}")
+
+
+def _check_active(session: Session, rule: Rule, previous: RuleVersion | None) -> None:
+    """A withdrawn product takes no new rule; a rule already on it may still get versions (to end it)."""
+    product = rules_repository.get_product(session, rule.product)
+    moved = previous is None or previous.product_code != rule.product
+    if product is not None and not product.active and moved:
+        raise ProductInactive(f"product {rule.product!r} is withdrawn: a new rule cannot use it")
 
 
 def create_rule(session: Session, rule: Rule, actor: str) -> RuleVersion:
     if rules_repository.versions(session, rule.code):
         raise RuleExists(f"rule {rule.code!r} exists: PUT a new version")
     _check_product(session, rule)
+    _check_active(session, rule, None)
     return rules_repository.add_version(session, rule, actor)
 
 
@@ -85,9 +147,11 @@ def new_version(session: Session, code: str, rule: Rule, actor: str) -> RuleVers
     """Editing a rule stores a new version; periods already opened keep theirs."""
     if rule.code != code:
         raise RuleCodeMismatch(f"body code {rule.code!r} is not {code!r}")
-    if not rules_repository.versions(session, code):
+    found = rules_repository.versions(session, code)
+    if not found:
         raise RuleNotFound(f"no rule {code!r}")
     _check_product(session, rule)
+    _check_active(session, rule, found[-1])
     return rules_repository.add_version(session, rule, actor)
 
 
