@@ -334,6 +334,18 @@ def lock_hold(conn: Connection, hold_id: str) -> dict[str, Any] | None:
     return hold
 
 
+def pending_hold_qty(conn: Connection, point_code: str, product_code: str, now: datetime) -> int:
+    """What the unexpired pending holds at a point reserve of a product (stock they set aside)."""
+    a = ALLOWANCES
+    query = (
+        select(func.coalesce(func.sum(HOLDS.c.reserved_qty), 0))
+        .select_from(HOLDS.join(a, a.c.id == HOLDS.c.allowance_id))
+        .where(HOLDS.c.point_code == point_code, HOLDS.c.state == "pending", HOLDS.c.expires_at > now,
+               a.c.product_code == product_code)
+    )
+    return int(conn.execute(query).scalar_one())
+
+
 def set_hold_state(conn: Connection, hold_id: str, state: str, posted_qty: int | None) -> None:
     conn.execute(update(HOLDS).where(HOLDS.c.id == hold_id).values(state=state, posted_qty=posted_qty))
 

@@ -162,6 +162,9 @@ class LedgerService:
                 return self._apply(conn, row, None)
             row.update(self._state_fields(where.state))
             decision = decide_hold(where.state, where.terms, quantity_qty, point, now)
+            if decision.ok and self._stock_short(conn, point, product, quantity_qty, now):
+                row["result"] = Result.POINT_OUT_OF_STOCK.value
+                return self._apply(conn, row, None)
             if decision.ok:
                 repo.insert_hold(conn, {"id": hold_id, "allowance_id": where.state.id, "point_code": point,
                                         "reserved_qty": quantity_qty, "state": "pending",
@@ -170,16 +173,32 @@ class LedgerService:
                 row["reason"] = f"possible_at={decision.possible_at.isoformat()}"
             return self._apply(conn, row, decision)
 
-    def _settle(self, hold_id: str, step: str, dispensed_qty: int, now: datetime | None) -> Outcome:
+    @staticmethod
+    def _stock_short(conn: Connection, point: str, product: str, quantity_qty: int, now: datetime) -> bool:
+        """Whether a tracked point lacks ``quantity_qty`` once its pending holds are set aside.
+
+        Reserving sets the stock aside too: two pumps started on the last 50 L cannot both be granted.
+        The stock row is locked after the allowance, as the engine locks it, so reservations at one
+        point are serialised."""
+        pair = (point, product)
+        balance = stock_repo.lock_stock(conn, [pair]).get(pair)
+        if balance is None:
+            return False
+        return balance - repo.pending_hold_qty(conn, point, product, now) < quantity_qty
+
+    def _settle(self, hold_id: str, step: str, dispensed_qty: int, now: datetime | None,
+                point: str | None = None) -> Outcome:
         now = now or self.clock()
         entry_id = derived_id(hold_id, step)
         request_hash = payload_hash(step, hold=hold_id, qty=dispensed_qty)
         with self.db.begin() as conn:
             repo.begin_write(conn)
+            hold = repo.lock_hold(conn, hold_id)
+            if hold is not None and point is not None and hold["point_code"] != point:
+                return Outcome(entry_id, "wrong_point")
             stored = repo.find_entries(conn, [entry_id]).get(entry_id)
             if stored is not None:
                 return replay(stored, request_hash, entry_id)
-            hold = repo.lock_hold(conn, hold_id)
             opened = repo.find_entries(conn, [hold_id]).get(hold_id)
             if hold is None or opened is None:
                 return Outcome(entry_id, "hold_unknown")
@@ -195,19 +214,24 @@ class LedgerService:
             row.update(self._state_fields(state))
             reserved = int(hold["reserved_qty"])
             expired = now >= hold["expires_at"]
+            terms = self.terms_for(conn, state.rule_version_id)
             if step == "post" and not expired:
-                decision = decide_post(state, self.terms_for(conn, state.rule_version_id), reserved,
-                                       dispensed_qty)
+                decision = decide_post(state, terms, reserved, dispensed_qty, hold["point_code"], now)
                 if decision.ok:
                     repo.set_hold_state(conn, hold_id, "posted", dispensed_qty)
                     row.update(quantity_qty=decision.debit_qty, price_minor=decision.price_minor)
                     pair = (hold["point_code"], state.product_code)
-                    if stock_repo.lock_stock(conn, [pair]):
+                    balance = stock_repo.lock_stock(conn, [pair]).get(pair)
+                    if balance is not None and decision.debit_qty:
+                        # What the pump dispensed is posted whatever the books say; a balance it takes
+                        # below zero is named on the entry (the stock report shows it unreconciled).
+                        if balance < decision.debit_qty:
+                            row["reason"] = f"stock_overdrawn: balance_qty={balance - decision.debit_qty}"
                         stock_repo.add_dispensed(conn, {pair: decision.debit_qty})
                 return self._apply(conn, row, decision)
             final = "voided" if step == "void" and not expired else "expired"
             repo.set_hold_state(conn, hold_id, final, None)
-            release = decide_release(state, reserved)
+            release = decide_release(state, terms, reserved)
             if step != "post":
                 return self._apply(conn, dict(row, kind="void" if final == "voided" else "expire"), release)
             # Posting an expired hold: the expiry is journalled under its own id (the reservation
@@ -218,12 +242,16 @@ class LedgerService:
             refusal = dict(row, result=Result.HOLD_EXPIRED.value, remaining_qty=released.remaining_qty)
             return self._apply(conn, refusal, None)
 
-    def post(self, hold_id: str, dispensed_qty: int, now: datetime | None = None) -> Outcome:
-        """Post what was dispensed (≤ reserved; the rest returns); ``hold_expired`` after expiry."""
-        return self._settle(hold_id, "post", dispensed_qty, now)
+    def post(self, hold_id: str, dispensed_qty: int, now: datetime | None = None,
+             point: str | None = None) -> Outcome:
+        """Post what was dispensed (≤ reserved; the rest returns); ``hold_expired`` after expiry.
 
-    def void(self, hold_id: str, now: datetime | None = None) -> Outcome:
-        return self._settle(hold_id, "void", 0, now)
+        With ``point`` (the caller's own), a hold reserved at another point is answered ``wrong_point``
+        and nothing moves: only the station whose pump runs may settle its hold."""
+        return self._settle(hold_id, "post", dispensed_qty, now, point)
+
+    def void(self, hold_id: str, now: datetime | None = None, point: str | None = None) -> Outcome:
+        return self._settle(hold_id, "void", 0, now, point)
 
     def expire_holds(self, now: datetime | None = None, limit: int = 1000) -> int:
         """The expiry job: return every overdue reservation; safe to run from several processes."""
@@ -333,14 +361,18 @@ class LedgerService:
                 row["result"] = Result.NOT_ELIGIBLE.value
                 return self._apply(conn, row, None)
             row.update(self._state_fields(state), quantity_qty=quantity_qty)
-            decision = decide_topup(state, quantity_qty, cap_qty)
+            decision = decide_topup(state, self.terms_for(conn, state.rule_version_id), quantity_qty, now,
+                                    cap_qty)
             if not decision.ok:
                 row["quantity_qty"] = 0
             return self._apply(conn, row, decision)
 
     def rebind(self, entry_id: str, holder_type: str, holder_id: int, product: str, point: str,
                actor: str, now: datetime | None = None) -> Outcome:
-        """Move a holder's home point; changes beyond the rule's limit per period are refused."""
+        """Move a holder's home point; changes beyond the rule's limit per period are refused.
+
+        The point must exist, be active and serve the product (``point_unknown``,
+        ``product_not_served``): a mistyped code is refused without using up one of the changes."""
         now = now or self.clock()
         request_hash = payload_hash("rebind", holder=f"{holder_type}:{holder_id}", product=product,
                                     point=point)
@@ -357,6 +389,10 @@ class LedgerService:
                 row["result"] = Result.NOT_ELIGIBLE.value
                 return self._apply(conn, row, None)
             row.update(self._state_fields(state))
+            served = repo.find_points(conn, [point]).get(point)
+            if served is None or product not in served:
+                row["result"] = (Result.POINT_UNKNOWN if served is None else Result.PRODUCT_NOT_SERVED).value
+                return self._apply(conn, row, None)
             return self._apply(conn, row, decide_rebind(state, self.terms_for(conn, state.rule_version_id),
                                                         point))
 

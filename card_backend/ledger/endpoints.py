@@ -177,14 +177,23 @@ def hold(body: HoldIn, principal: Redeemer, ledger: LedgerDep) -> OutcomeOut:
                                body.point_code))
 
 
+def _settled(outcome: Outcome, hold_id: str, principal: Principal) -> OutcomeOut:
+    if outcome.result == "wrong_point":
+        raise WrongPoint(f"hold {hold_id} was not reserved at this {principal.kind}'s point")
+    return _answer(outcome)
+
+
 @router.post("/holds/{hold_id}/post", response_model=OutcomeOut)
-def post_hold(hold_id: str, body: PostIn, _: Redeemer, ledger: LedgerDep) -> OutcomeOut:
-    return _answer(ledger.post(hold_id, body.quantity_qty))
+def post_hold(hold_id: str, body: PostIn, principal: Redeemer, ledger: LedgerDep) -> OutcomeOut:
+    """Post what the pump dispensed; only the hold's own point (a device or clerk tied to it) may."""
+    return _settled(ledger.post(hold_id, body.quantity_qty, point=_own_point(ledger, principal)), hold_id,
+                    principal)
 
 
 @router.post("/holds/{hold_id}/void", response_model=OutcomeOut)
-def void_hold(hold_id: str, _: Redeemer, ledger: LedgerDep) -> OutcomeOut:
-    return _answer(ledger.void(hold_id))
+def void_hold(hold_id: str, principal: Redeemer, ledger: LedgerDep) -> OutcomeOut:
+    """Void a hold (nothing dispensed); only the hold's own point may."""
+    return _settled(ledger.void(hold_id, point=_own_point(ledger, principal)), hold_id, principal)
 
 
 @router.post("/reversals", response_model=OutcomeOut)

@@ -116,7 +116,9 @@ def current_window(state: AllowanceState, terms: Terms, now: datetime) -> Allowa
 
     A rolling window starts at the first redemption after the previous one ended; it then lasts
     ``rolling_days``. A restart clears what the window used and the one-off top-ups and carry of the
-    ended window; pending holds keep their reservation.
+    ended window; pending holds keep their reservation. A row with no window open (``period_end`` is
+    None, nothing used: never drawn, or closed by ``close_ended_window`` / ``_unopened``) keeps its
+    top-ups and carry into the window it opens.
     """
     if terms.period_kind is not PeriodKind.ROLLING or terms.rolling_days is None:
         return state
@@ -136,16 +138,53 @@ def current_window(state: AllowanceState, terms: Terms, now: datetime) -> Allowa
     )
 
 
+def close_ended_window(state: AllowanceState, terms: Terms, now: datetime) -> AllowanceState:
+    """An ended rolling window cleared as a restart clears it, but left unopened.
+
+    Used before a movement that is not a fill (a top-up): what it adds must land in the next window,
+    not in the ended one the next fill's restart would clear, and it must not start the "every N
+    days since the last redemption" clock itself; the next fill opens the window (``current_window``).
+    """
+    if terms.period_kind is not PeriodKind.ROLLING or terms.rolling_days is None:
+        return state
+    if state.period_end is None or now < state.period_end:
+        return state
+    extra = state.topup_qty + state.carried_qty
+    return state._replace(
+        period_start=now,
+        period_end=None,
+        used_qty=0,
+        topup_qty=0,
+        carried_qty=0,
+        granted_qty=state.granted_qty - extra,
+    )
+
+
+def _unopened(state: AllowanceState, terms: Terms) -> AllowanceState:
+    """A rolling window holding no fill (its holds voided, expired or posted empty) is closed again,
+    so a hold that never dispensed does not start the rolling clock: the next fill opens the window."""
+    if (
+        terms.period_kind is PeriodKind.ROLLING
+        and state.period_end is not None
+        and state.used_qty == 0
+        and state.held_qty == 0
+    ):
+        return state._replace(period_end=None)
+    return state
+
+
 def ceiling_qty(state: AllowanceState, terms: Terms, now: datetime) -> int:
     """The most the row may have used plus held at ``now``.
 
-    Dated batches gate it with the rule language's semantics (``quota.domain.batches``: regular
-    batches cumulative, a catch-up batch open early to holders who drew nothing), so ``explain``
-    and the ledger can never disagree.
+    Dated batches gate the subsidised base with the rule language's semantics
+    (``quota.domain.batches``: regular batches cumulative, a catch-up batch open early to holders who
+    drew nothing; carry and top-ups ungated; later price tiers once the whole base is out), so
+    ``explain`` and the ledger can never disagree.
     """
     if not terms.batches:
         return state.granted_qty
-    return batches.limit_qty(terms.batches, state.period_start, now, state.granted_qty, state.used_qty)
+    return batches.limit_qty(terms.batches, state.period_start, now, state.granted_qty, state.used_qty,
+                             state.base_qty, state.carried_qty + state.topup_qty)
 
 
 def price_charges(state: AllowanceState, terms: Terms, qty: int) -> tuple[TierCharge, ...]:
@@ -190,10 +229,13 @@ def _check_request(
         and state.home_point_code != point_code
     ):
         return Decision(Result.POINT_NOT_BOUND, state)
-    if terms.min_gap_s is not None and state.last_redeemed_at is not None:
-        possible_at = state.last_redeemed_at + timedelta(seconds=terms.min_gap_s)
-        if now < possible_at:
-            return Decision(Result.TOO_SOON, state, possible_at=possible_at)
+    if terms.min_gap_s is not None:
+        if state.held_qty:  # a pump hold is a fill in progress: one fill at a time
+            return Decision(Result.TOO_SOON, state)
+        if state.last_redeemed_at is not None:
+            possible_at = state.last_redeemed_at + timedelta(seconds=terms.min_gap_s)
+            if now < possible_at:
+                return Decision(Result.TOO_SOON, state, possible_at=possible_at)
     if state.used_qty + state.held_qty + quantity_qty > ceiling_qty(state, terms, now):
         return Decision(Result.EXCEEDS_ALLOWANCE, state)
     return None
@@ -230,36 +272,43 @@ def _debited(s: AllowanceState, qty: int, now: datetime, home: str | None) -> Al
 def decide_hold(
     state: AllowanceState, terms: Terms, quantity_qty: int, point_code: str, now: datetime
 ) -> Decision:
-    """Reserve an estimate (the pump starts): the same checks as a redemption, ``held`` grows."""
+    """Reserve an estimate (the pump starts): the same checks as a redemption, ``held`` grows.
+
+    The gap and the binding are checked here but written only when the hold posts a quantity
+    (``decide_post``): a hold voided or expired was no fill. A rolling window opens (or restarts) here,
+    since the reservation is taken from it; released with nothing dispensed, it closes again.
+    """
     window = current_window(state, terms, now)
     refusal = _check_request(window, terms, quantity_qty, point_code, now)
     if refusal is not None:
         return refusal._replace(state=state)
-    new = window._replace(
-        held_qty=window.held_qty + quantity_qty,
-        last_redeemed_at=now,
-        home_point_code=_bind(window, terms, point_code),
-    )
-    return Decision(Result.OK, new)
+    return Decision(Result.OK, window._replace(held_qty=window.held_qty + quantity_qty))
 
 
 def decide_post(
-    state: AllowanceState, terms: Terms, reserved_qty: int, dispensed_qty: int
+    state: AllowanceState, terms: Terms, reserved_qty: int, dispensed_qty: int, point_code: str,
+    now: datetime,
 ) -> Decision:
-    """Post what the pump dispensed (at most the reservation); the rest returns to the allowance."""
+    """Post what the pump dispensed (at most the reservation); the rest returns to the allowance.
+
+    A post of more than nothing is the fill: it sets the time the gap counts from and binds the home
+    point, as a redemption does. A post of nothing is a release."""
     if dispensed_qty < 0:
         return Decision(Result.INVALID_QUANTITY, state)
     if dispensed_qty > reserved_qty:
         return Decision(Result.EXCEEDS_HOLD, state)
     released = state._replace(held_qty=max(state.held_qty - reserved_qty, 0))
+    if dispensed_qty == 0:
+        return Decision(Result.OK, _unopened(released, terms))
     charges = price_charges(released, terms, dispensed_qty)
-    new = released._replace(used_qty=released.used_qty + dispensed_qty)
+    new = _debited(released, dispensed_qty, now, _bind(released, terms, point_code))
     return Decision(Result.OK, new, dispensed_qty, sum(c.price_minor for c in charges), charges)
 
 
-def decide_release(state: AllowanceState, reserved_qty: int) -> Decision:
-    """Void or expire a hold: its whole reservation returns."""
-    return Decision(Result.OK, state._replace(held_qty=max(state.held_qty - reserved_qty, 0)))
+def decide_release(state: AllowanceState, terms: Terms, reserved_qty: int) -> Decision:
+    """Void or expire a hold: its whole reservation returns, and it leaves no trace of a fill."""
+    released = state._replace(held_qty=max(state.held_qty - reserved_qty, 0))
+    return Decision(Result.OK, _unopened(released, terms))
 
 
 def decide_reverse(state: AllowanceState, quantity_qty: int) -> Decision:
@@ -271,15 +320,21 @@ def decide_reverse(state: AllowanceState, quantity_qty: int) -> Decision:
     return Decision(Result.OK, state._replace(used_qty=state.used_qty - quantity_qty), -quantity_qty)
 
 
-def decide_topup(state: AllowanceState, quantity_qty: int, cap_qty: int | None = None) -> Decision:
-    """Grant a one-off extra quantity; ``cap_qty`` bounds the top-ups of the period (e.g. 40 L)."""
+def decide_topup(
+    state: AllowanceState, terms: Terms, quantity_qty: int, now: datetime, cap_qty: int | None = None
+) -> Decision:
+    """Grant a one-off extra quantity; ``cap_qty`` bounds the top-ups of the period (e.g. 40 L).
+
+    On a rolling row whose window has ended, the top-up goes to the next window (``close_ended_window``):
+    granted into the ended one, the next fill's restart would clear it."""
     if quantity_qty <= 0:
         return Decision(Result.INVALID_QUANTITY, state)
-    if cap_qty is not None and state.topup_qty + quantity_qty > cap_qty:
+    window = close_ended_window(state, terms, now)
+    if cap_qty is not None and window.topup_qty + quantity_qty > cap_qty:
         return Decision(Result.EXCEEDS_ALLOWANCE, state)
-    new = state._replace(
-        granted_qty=state.granted_qty + quantity_qty,
-        topup_qty=state.topup_qty + quantity_qty,
+    new = window._replace(
+        granted_qty=window.granted_qty + quantity_qty,
+        topup_qty=window.topup_qty + quantity_qty,
     )
     return Decision(Result.OK, new, 0)
 

@@ -33,6 +33,8 @@ class AllowanceLike(Protocol):
     @property
     def period_end(self) -> datetime | None: ...
     @property
+    def base_qty(self) -> int: ...
+    @property
     def granted_qty(self) -> int: ...
     @property
     def used_qty(self) -> int: ...
@@ -105,7 +107,8 @@ def _meters(rule: Rule, row: AllowanceLike, at: datetime, point_code: str | None
         }
     if rule.batches:
         terms = rule.terms(row.rule_version_id, 1)
-        st = batches.state(terms.batches, row.period_start, at, row.granted_qty, row.used_qty)
+        st = batches.state(terms.batches, row.period_start, at, row.granted_qty, row.used_qty,
+                           row.base_qty, row.carried_qty + row.topup_qty)
         out["batches"] = {
             "released": [_batch(b) for b in st.released],
             "pending": [_batch(b) for b in st.pending],

@@ -40,7 +40,21 @@ def _work_to_do(db: Engine) -> str:
             ledger.engine.stop()
     hold_id = str(uuid.uuid4())
     assert ledger.hold(hold_id, pop.family_card[2], "diesel", 30_000, "P1").ok  # expires at NOW + 10 min
+    _readable_rule(db, 3)  # the worker reads the hold's rule from the database to release it
     return hold_id
+
+
+def _readable_rule(db: Engine, rule_version_id: int) -> None:
+    """Give a seeded rule version (stored with an empty body) the body of a real monthly diesel rule."""
+    import json
+
+    from quota.domain.rules import rules_from_yaml
+
+    demo = Path(__file__).resolve().parents[2] / "quota" / "rulesets" / "demo.yaml"
+    rule = next(r for r in rules_from_yaml(demo.read_text()) if r.code == "gasoline_government")
+    with db.begin() as conn:
+        conn.execute(text("UPDATE rule_versions SET body = :b WHERE id = :i"),
+                     {"b": json.dumps(rule.model_dump(mode="json")), "i": rule_version_id})
 
 
 def _hold_state(db: Engine, hold_id: str) -> tuple[str, int]:

@@ -51,15 +51,16 @@ def test_price_is_split_across_tiers() -> None:
 
 
 def test_topup_extends_the_subsidised_tier_and_the_grant() -> None:
-    d = decide_topup(state(), 2000, cap_qty=40_000)
+    d = decide_topup(state(), MONTH, 2000, T0, cap_qty=40_000)
     assert d.state.granted_qty == 7000 and d.state.topup_qty == 2000
     charged = decide_redeem(d.state, MONTH, 6000, "P1", T0)
     assert charged.charges[0].qty == 6000 and charged.charges[0].tier == "subsidised"
 
 
 def test_topup_cap_is_a_boundary() -> None:
-    assert decide_topup(state(topup_qty=30_000), 10_000, cap_qty=40_000).ok
-    assert decide_topup(state(topup_qty=30_000), 10_001, cap_qty=40_000).result is Result.EXCEEDS_ALLOWANCE
+    assert decide_topup(state(topup_qty=30_000), MONTH, 10_000, T0, cap_qty=40_000).ok
+    assert decide_topup(state(topup_qty=30_000), MONTH, 10_001, T0, cap_qty=40_000).result \
+        is Result.EXCEEDS_ALLOWANCE
 
 
 def test_fill_cap_exactly_at_the_cap_is_ok() -> None:
@@ -146,10 +147,10 @@ def test_hold_reserves_then_post_less_returns_the_rest() -> None:
     held = decide_hold(state(), MONTH, 3000, "P1", T0)
     assert held.ok and held.state.held_qty == 3000 and held.state.used_qty == 0
     assert decide_redeem(held.state, MONTH, 2001, "P1", T0).result is Result.EXCEEDS_ALLOWANCE
-    posted = decide_post(held.state, MONTH, 3000, 1200)
+    posted = decide_post(held.state, MONTH, 3000, 1200, "P1", T0)
     assert posted.state.held_qty == 0 and posted.state.used_qty == 1200 and posted.remaining_qty == 3800
-    assert decide_post(held.state, MONTH, 3000, 3001).result is Result.EXCEEDS_HOLD
-    assert decide_release(held.state, 3000).state.held_qty == 0
+    assert decide_post(held.state, MONTH, 3000, 3001, "P1", T0).result is Result.EXCEEDS_HOLD
+    assert decide_release(held.state, MONTH, 3000).state.held_qty == 0
 
 
 def test_reversal_credits_used_but_never_below_zero() -> None:
@@ -159,3 +160,93 @@ def test_reversal_credits_used_but_never_below_zero() -> None:
 
 def test_zero_or_negative_quantity_is_refused() -> None:
     assert decide_redeem(state(), MONTH, 0, "P1", T0).result is Result.INVALID_QUANTITY
+
+
+GAP_BOUND = replace(MONTH, min_gap_s=86_400, binding_max_changes=1)
+GAS = Terms(rule_version_id=2, product_code="gas", period_kind=PeriodKind.ROLLING, rolling_days=23)
+
+
+def gas(**kw: object) -> AllowanceState:
+    return state(product_code="gas", period_end=None, base_qty=1, granted_qty=1)._replace(**kw)  # type: ignore[arg-type]
+
+
+def test_a_voided_hold_is_no_fill_neither_starting_the_gap_nor_binding_the_point() -> None:
+    held = decide_hold(state(), GAP_BOUND, 3000, "P1", T0)
+    assert held.ok and held.state.last_redeemed_at is None and held.state.home_point_code is None
+    released = decide_release(held.state, GAP_BOUND, 3000).state
+    assert decide_redeem(released, GAP_BOUND, 3000, "P2", T0 + timedelta(minutes=1)).ok
+    empty = decide_post(held.state, GAP_BOUND, 3000, 0, "P1", T0).state
+    assert empty.last_redeemed_at is None and empty.home_point_code is None
+
+
+def test_a_posted_hold_is_the_fill_gap_and_binding_count_from_the_post() -> None:
+    held = decide_hold(state(), GAP_BOUND, 3000, "P1", T0)
+    post_at = T0 + timedelta(minutes=5)
+    posted = decide_post(held.state, GAP_BOUND, 3000, 2000, "P1", post_at).state
+    assert posted.last_redeemed_at == post_at and posted.home_point_code == "P1"
+    soon = decide_redeem(posted, GAP_BOUND, 10, "P1", post_at + timedelta(hours=23))
+    assert soon.result is Result.TOO_SOON and soon.possible_at == post_at + timedelta(days=1)
+    assert decide_redeem(posted, GAP_BOUND, 10, "P2", post_at + timedelta(days=1)).result \
+        is Result.POINT_NOT_BOUND
+
+
+def test_with_a_gap_rule_a_pending_hold_is_a_fill_in_progress() -> None:
+    held = decide_hold(state(), GAP_BOUND, 1000, "P1", T0).state
+    assert decide_hold(held, GAP_BOUND, 1000, "P1", T0).result is Result.TOO_SOON
+    assert decide_redeem(held, GAP_BOUND, 1000, "P1", T0).result is Result.TOO_SOON
+    assert decide_hold(held, MONTH, 1000, "P1", T0).ok  # without a gap rule, two pumps may run
+
+
+def test_a_released_hold_closes_the_rolling_window_it_opened() -> None:
+    at = T0 + timedelta(days=3)
+    held = decide_hold(gas(), GAS, 1, "P1", at).state
+    assert held.period_end == at + timedelta(days=23)
+    released = decide_release(held, GAS, 1).state
+    assert released.period_end is None and released.used_qty == 0
+    later = at + timedelta(days=20)
+    filled = decide_redeem(released, GAS, 1, "P1", later)
+    assert filled.ok and filled.state.period_start == later  # the clock counts from the real fill
+    assert decide_redeem(filled.state, GAS, 1, "P1", at + timedelta(days=23)).result \
+        is Result.EXCEEDS_ALLOWANCE
+
+
+def test_a_topup_after_the_rolling_window_ended_is_drawable_in_the_next() -> None:
+    drawn = decide_redeem(gas(), GAS, 1, "P1", T0).state
+    after = T0 + timedelta(days=30)
+    topped = decide_topup(drawn, GAS, 1, after, cap_qty=1)
+    assert topped.ok and topped.state.granted_qty == 2 and topped.state.used_qty == 0
+    assert topped.state.period_end is None  # the top-up does not start the rolling clock
+    fill_at = after + timedelta(days=2)
+    filled = decide_redeem(topped.state, GAS, 2, "P1", fill_at)
+    assert filled.ok and filled.state.period_start == fill_at and filled.remaining_qty == 0
+    assert decide_topup(topped.state, GAS, 1, fill_at, cap_qty=1).result is Result.EXCEEDS_ALLOWANCE
+
+
+HEATING = Terms(rule_version_id=3, product_code="heating_diesel", period_kind=PeriodKind.SEASON,
+                price_per_qty=1000, tiers=(PriceTier("subsidised", 500), PriceTier("free", 1700, 50_000)),
+                batches=(BatchRelease(0, 100_000), BatchRelease(45, 100_000, catch_up=True),
+                         BatchRelease(75, 100_000)))
+
+
+def heating(**kw: object) -> AllowanceState:
+    return state(product_code="heating_diesel", period_end=T0 + timedelta(days=167), base_qty=200_000,
+                 granted_qty=250_000)._replace(**kw)  # type: ignore[arg-type]
+
+
+def test_batches_gate_the_subsidised_base_and_the_free_tier_follows_the_last_batch() -> None:
+    first = decide_redeem(heating(), HEATING, 100_000, "P1", T0)
+    assert first.ok
+    assert decide_redeem(first.state, HEATING, 1, "P1", T0 + timedelta(days=74)).result \
+        is Result.EXCEEDS_ALLOWANCE  # neither the next batch nor the free tier before day 75
+    day75 = T0 + timedelta(days=75)
+    rest = decide_redeem(first.state, HEATING, 150_000, "P1", day75)
+    assert rest.ok and [(c.tier, c.qty) for c in rest.charges] == [("subsidised", 100_000), ("free", 50_000)]
+    late = decide_redeem(heating(), HEATING, 250_001, "P1", day75)
+    assert late.result is Result.EXCEEDS_ALLOWANCE  # who waited gets no more than who drew in turn
+    assert decide_redeem(heating(), HEATING, 250_000, "P1", day75).ok
+
+
+def test_a_topup_on_a_batched_rule_is_drawable_at_once() -> None:
+    drawn = decide_redeem(heating(), HEATING, 100_000, "P1", T0).state
+    topped = decide_topup(drawn, HEATING, 40_000, T0 + timedelta(days=10), cap_qty=40_000).state
+    assert decide_redeem(topped, HEATING, 40_000, "P1", T0 + timedelta(days=10)).ok

@@ -48,8 +48,8 @@ def test_no_sequence_overdraws_and_used_matches_the_movements(steps: list[tuple[
                 holds.append(qty)
         elif op in ("post", "void") and holds:
             reserved = holds.pop()
-            d = decide_post(state, TERMS, reserved, min(max(qty, 0), reserved)) if op == "post" \
-                else decide_release(state, reserved)
+            d = decide_post(state, TERMS, reserved, min(max(qty, 0), reserved), "P1", now) if op == "post" \
+                else decide_release(state, TERMS, reserved)
             if op == "post" and d.ok:
                 debits.append(d.debit_qty)
                 net += d.debit_qty
@@ -58,7 +58,7 @@ def test_no_sequence_overdraws_and_used_matches_the_movements(steps: list[tuple[
             if d.ok:
                 net += d.debit_qty
         elif op == "topup":
-            d = decide_topup(state, qty, cap_qty=40_000)
+            d = decide_topup(state, TERMS, qty, now, cap_qty=40_000)
         else:
             continue
         state = d.state

@@ -138,3 +138,12 @@ def test_points_conversion_at_a_rate_per_price_unit() -> None:
 def test_expire_keeps_nothing() -> None:
     r = unused.rollover(UnusedSpec(), _unused(), 1000)
     assert r.carried_qty.sum() == 0 and r.points.sum() == 0
+
+
+def test_batches_gate_the_base_only_later_tiers_and_one_offs_are_added() -> None:
+    day = timedelta(days=1)
+    # 200 L base, 50 L at the free price (granted 250 L), 40 L topped up (granted 290 L)
+    assert batches.limit_qty(HEATING, START, START, 250_000, 0, 200_000) == 100_000
+    assert batches.limit_qty(HEATING, START, START + 75 * day, 250_000, 100_000, 200_000) == 250_000
+    assert batches.limit_qty(HEATING, START, START, 290_000, 0, 200_000, 40_000) == 140_000
+    assert batches.limit_qty(HEATING, START, START + 75 * day, 290_000, 100_000, 200_000, 40_000) == 290_000
