@@ -396,9 +396,8 @@ def _find(keys: IntArray, wanted: IntArray) -> tuple[IntArray, BoolArray]:
 
 def _last_per_holder(e: grant_repository.Entries, order: IntArray) -> grant_repository.Entries:
     """Of entries sorted by holder (``order``), the last of each holder."""
-    e = e.take(order)
-    h = e.holder_ids
-    return e.take(np.flatnonzero(np.r_[h[1:] != h[:-1], True])) if len(h) else e
+    h = e.holder_ids[order]
+    return e.take(order[np.flatnonzero(np.r_[h[1:] != h[:-1], True])]) if len(h) else e
 
 
 def _plan(
@@ -428,7 +427,9 @@ def _plan(
     latest_row = _last_per_holder(rows, order)
     pos, found = _find(latest_row.holder_ids, granted.holder_ids)
     hidden = found & (latest_row.start_us[pos] >= granted.start_us) if found.any() else found
-    granted = granted.take(np.flatnonzero(~hidden & (granted.start_us <= now_us)))
+    keep = ~hidden & (granted.start_us <= now_us)
+    if not keep.all():
+        granted = granted.take(np.flatnonzero(keep))
 
     untouched = (rows.end_us == -1) & (rows.used_qty == 0) & (rows.held_qty == 0) & (rows.topup_qty == 0)
     untouched &= rows.carried_qty == 0
@@ -436,7 +437,9 @@ def _plan(
     pend = rows.take(np.flatnonzero(later & untouched & np.isin(rows.rule_version_ids, rolling)))
     pend = _last_per_holder(pend, np.lexsort((pend.start_us, pend.holder_ids)))
 
-    both = grant_repository.Entries.concat([rows.take(np.flatnonzero(~later)), granted])
+    both = granted
+    if len(rows.ids):
+        both = grant_repository.Entries.concat([rows.take(np.flatnonzero(~later)), granted])
     is_row = both.ids > 0
     cur = _last_per_holder(both, np.lexsort((is_row, both.start_us, both.holder_ids)))
     cur_rolling = np.isin(cur.rule_version_ids, rolling)
@@ -444,7 +447,8 @@ def _plan(
     parts = [cur.holder_ids[cur_rolling], pend.holder_ids]
     if target is not None:
         parts.append(target.ids[target.has])
-    holders = np.unique(np.concatenate(parts))
+    holders = np.sort(np.concatenate(parts))  # unique by hand: np.unique hashes, 20 × slower here
+    holders = holders[np.r_[True, holders[1:] != holders[:-1]]] if len(holders) else holders
     if target is not None:
         holders = holders[np.isin(holders, target.ids) & ~np.isin(holders, target.elsewhere)]
 
