@@ -121,10 +121,11 @@ def register(app: typer.Typer) -> None:
 
     @journal_app.command("verify")
     def journal_verify() -> None:
-        """Recompute the chain; name every changed, removed, inserted or reordered entry (exit 1 if any)."""
+        """Recompute the chain; name every changed, removed, inserted, reordered or unsealed entry (exit 1
+        if any)."""
         report = _ledger().verify()
         for f in report.findings:
-            typer.echo(f"{f.kind} seq={f.seq} seal={f.seal_id} {f.detail}")
+            typer.echo(f"{f.kind} seq={f.seq} entry={f.entry_id} seal={f.seal_id} {f.detail}")
         typer.echo(
             f"journal {'ok' if report.ok else 'TAMPERED'}: {report.seals_checked} seals, "
             f"{report.entries_checked} entries checked"

@@ -12,7 +12,7 @@ dialect here. Times are written in UTC and read back as aware UTC (SQLite keeps 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
@@ -260,11 +260,19 @@ def insert_entries(conn: Connection, entries: Sequence[Mapping[str, Any]]) -> No
         conn.execute(insert(JOURNAL), [dict(e) for e in entries])
 
 
-def entries_between(conn: Connection, first_seq: int, last_seq: int | None = None) -> list[dict[str, Any]]:
-    query = select(JOURNAL).where(JOURNAL.c.seq >= first_seq).order_by(JOURNAL.c.seq)
-    if last_seq is not None:
-        query = query.where(JOURNAL.c.seq <= last_seq)
-    return [entry_row(row) for row in conn.execute(query).mappings()]
+def entries_upto(conn: Connection, upto_seq: int, page_size: int = 10_000) -> Iterator[dict[str, Any]]:
+    """Every entry with ``seq <= upto_seq`` (any seq below 1 included), in seq order, fetched
+    ``page_size`` rows at a time (keyset pages), so a journal of any length streams."""
+    after: int | None = None
+    while True:
+        query = select(JOURNAL).where(JOURNAL.c.seq <= upto_seq).order_by(JOURNAL.c.seq).limit(page_size)
+        if after is not None:
+            query = query.where(JOURNAL.c.seq > after)
+        page = [entry_row(row) for row in conn.execute(query).mappings().all()]
+        yield from page
+        if len(page) < page_size:
+            return
+        after = int(page[-1]["seq"])
 
 
 def entries_page(conn: Connection, after_seq: int, upto_seq: int, limit: int) -> list[dict[str, Any]]:

@@ -510,6 +510,9 @@ def lock_openings(conn: Connection) -> None:
 
 
 def record_opening(conn: Connection, **values: Any) -> None:
+    # in UTC, as every stored time: SQLite keeps a datetime's wall clock and drops its offset, so a window
+    # of the local calendar (Asia/Damascus) would be stored three hours off and never found again
+    values = {k: v.astimezone(UTC) if isinstance(v, datetime) else v for k, v in values.items()}
     conn.execute(insert(period_openings), [values])
 
 

@@ -1,8 +1,9 @@
-"""SQL of the journal's seals: the last seal, new seals with their per-entry digests, all seals."""
+"""SQL of the journal's seals: the last seal, new seals with their per-entry digests, seals in pages."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from typing import cast
 
@@ -40,17 +41,29 @@ def insert_seal(conn: Connection, seal: Seal, at: datetime) -> None:
     )
 
 
-def all_seals(conn: Connection) -> list[Seal]:
-    rows = conn.execute(
-        text("SELECT id, first_seq, last_seq, entry_count, entries_hash, prev_hash, seal_hash, digests "
-             "FROM seals ORDER BY id")
-    )
-    return [
-        Seal(first_seq=int(r[1]), last_seq=int(r[2]), entry_count=int(r[3]), entries_hash=r[4],
-             prev_hash=r[5], seal_hash=r[6], id=int(r[0]),
-             digests=tuple((int(s), str(d)) for s, d in json.loads(r[7] or "[]")))
-        for r in rows
-    ]
+def last_seal_bounds(conn: Connection) -> tuple[int, int] | None:
+    """(id, last_seq) of the newest seal, or None before the first: what ``verify`` reads up to."""
+    row = conn.execute(select(SEALS.c.id, SEALS.c.last_seq).order_by(SEALS.c.id.desc()).limit(1)).first()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def seals_upto(conn: Connection, upto_id: int, page_size: int = 20) -> Iterator[Seal]:
+    """The seals with ``id <= upto_id`` in chain order, ``page_size`` at a time (each holds up to a
+    sealer's ``max_entries`` digests, so the whole chain is never in memory)."""
+    after = 0
+    while True:
+        rows = conn.execute(
+            text("SELECT id, first_seq, last_seq, entry_count, entries_hash, prev_hash, seal_hash, digests "
+                 "FROM seals WHERE id > :after AND id <= :upto ORDER BY id LIMIT :n"),
+            {"after": after, "upto": upto_id, "n": page_size},
+        ).all()
+        for r in rows:
+            yield Seal(first_seq=int(r[1]), last_seq=int(r[2]), entry_count=int(r[3]), entries_hash=r[4],
+                       prev_hash=r[5], seal_hash=r[6], id=int(r[0]),
+                       digests=tuple((int(s), str(d)) for s, d in json.loads(r[7] or "[]")))
+        if len(rows) < page_size:
+            return
+        after = int(rows[-1][0])
 
 
 def lock_sealing(conn: Connection) -> None:

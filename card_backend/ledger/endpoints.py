@@ -293,11 +293,11 @@ def family_draws(family_id: Id, _: Reader, ledger: LedgerDep) -> list[DrawOut]:
 
 @router.get("/journal/verify", response_model=VerifyOut)
 def verify(_: Auditor, ledger: LedgerDep) -> VerifyOut:
-    """Recompute the seal chain; every changed, removed, inserted or reordered entry is named."""
+    """Recompute the seal chain; every changed, removed, inserted, reordered or unsealed entry is named."""
     report = ledger.verify()
     return VerifyOut(ok=report.ok, seals_checked=report.seals_checked, entries_checked=report.entries_checked,
-                     findings=[FindingOut(kind=f.kind, seq=f.seq, seal_id=f.seal_id, detail=f.detail)
-                               for f in report.findings])
+                     findings=[FindingOut(kind=f.kind, seq=f.seq, entry_id=f.entry_id, seal_id=f.seal_id,
+                                          detail=f.detail) for f in report.findings])
 
 
 @router.post("/journal/seal", response_model=SealOut)

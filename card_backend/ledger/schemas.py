@@ -163,8 +163,9 @@ class QuotaOut(BaseModel):
 
 
 class FindingOut(BaseModel):
-    kind: str
+    kind: str  # changed, removed, inserted, reordered, unsealed or seal_broken
     seq: int
+    entry_id: str | None  # the row now at seq (None when it was removed)
     seal_id: int | None
     detail: str
 

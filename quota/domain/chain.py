@@ -1,17 +1,22 @@
 """The journal's hash chain: canonical entry bytes, seals, and a verification that names each change.
 
-A seal covers a run of journal entries. It keeps, per entry, the SHA-256 of the entry's canonical
-content (without its seq), so ``verify`` can name which entry was changed, removed, inserted or moved,
-not just say "seal 12 is broken". ``entries_hash`` binds the seqs and content digests of the run;
-``seal_hash = H(prev_hash ‖ entries_hash)`` chains each seal to the one before, so rewriting an old
-entry together with its seal breaks every later seal. Pure: the repository supplies the rows.
+A seal covers a contiguous range of seqs: from the previous seal's last seq + 1 (1 for the first) to its
+own last entry's seq, whatever seqs inside it exist (rolled-back groups burn seqs, so gaps are normal).
+It keeps, per entry, the SHA-256 of the entry's canonical content (without its seq), so ``verify`` can
+name which entry was changed, removed, inserted or moved, not just say "seal 12 is broken".
+``entries_hash`` binds the seqs and content digests of the run; ``seal_hash = H(prev_hash ‖ entries_hash)``
+chains each seal to the one before, so rewriting an old entry together with its seal breaks every later
+seal. The hashes do not cover the stored ``first_seq``/``last_seq``: ``verify`` takes each range from
+the hashed digests (previous seal's last digest + 1 to this seal's last digest), so seals made when
+``first_seq`` was the next existing seq verify the same way, and a row put into a gap between two
+seals' entries, or below the first seal, is named. Pure: the repository supplies the rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -82,14 +87,19 @@ class Seal:
     id: int | None = None
 
 
-def make_seal(prev_hash: str, entries: Sequence[Mapping[str, object]]) -> Seal:
-    """Seal ``entries`` (in seq order, at least one) after the seal whose hash is ``prev_hash``."""
+def make_seal(prev_hash: str, entries: Sequence[Mapping[str, object]], first_seq: int | None = None) -> Seal:
+    """Seal ``entries`` (in seq order, at least one) after the seal whose hash is ``prev_hash``.
+
+    ``first_seq`` is where the range starts (the previous seal's last seq + 1); by default the first
+    entry's seq."""
     if not entries:
         raise ValueError("a seal covers at least one entry")
     digests = tuple((_seq(e), content_digest(e)) for e in entries)
+    if first_seq is not None and first_seq > digests[0][0]:
+        raise ValueError("first_seq is after the first entry")
     run = entries_hash(digests)
     return Seal(
-        first_seq=digests[0][0],
+        first_seq=digests[0][0] if first_seq is None else first_seq,
         last_seq=digests[-1][0],
         entry_count=len(digests),
         entries_hash=run,
@@ -108,12 +118,16 @@ def _seq(entry: Mapping[str, object]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One thing ``verify`` found: ``kind`` is changed, removed, inserted, reordered or seal_broken."""
+    """One thing ``verify`` found: ``kind`` is changed, removed, inserted, reordered, unsealed or
+    seal_broken. ``unsealed`` is a row at a seq no seal's range holds (below 1, where no seq is ever
+    handed out); ``inserted`` is a row inside a seal's range that the seal did not record (e.g. in a
+    gap left by a rolled-back group). ``entry_id`` is the row now at ``seq``, if there is one."""
 
     kind: str
     seq: int
     seal_id: int | None = None
     detail: str = ""
+    entry_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -127,47 +141,132 @@ class Report:
         return not self.findings
 
 
+def covered_last_seq(seal: Seal) -> int:
+    """The last seq of a seal's range, from its hashed digests (the stored ``last_seq`` is not hashed)."""
+    return seal.digests[-1][0] if seal.digests else seal.last_seq
+
+
+def link_findings(seal: Seal, prev_hash: str, prev_last_seq: int) -> list[Finding]:
+    """Check one seal's own hashes, its link to the previous seal and that its stored range agrees
+    with its digests: ``prev_last_seq < first_seq <= first digest`` and ``last_seq`` = last digest."""
+    run = entries_hash(seal.digests)
+    if (
+        run != seal.entries_hash
+        or seal.prev_hash != prev_hash
+        or seal_hash(seal.prev_hash, seal.entries_hash) != seal.seal_hash
+        or len(seal.digests) != seal.entry_count
+    ):
+        return [Finding("seal_broken", seal.first_seq, seal.id, "seal hashes do not chain")]
+    seqs = [seq for seq, _ in seal.digests]
+    if (
+        not seqs
+        or seqs != sorted(set(seqs))
+        or not prev_last_seq < seal.first_seq <= seqs[0]
+        or seal.last_seq != seqs[-1]
+    ):
+        return [Finding("seal_broken", seal.first_seq, seal.id, "seal range does not follow its entries")]
+    return []
+
+
 def verify_seal_links(seals: Sequence[Seal]) -> list[Finding]:
     """Check each seal's own hashes and its link to the previous seal."""
     findings: list[Finding] = []
-    prev = GENESIS_HASH
+    prev, prev_last = GENESIS_HASH, 0
     for seal in seals:
-        run = entries_hash(seal.digests)
-        if (
-            run != seal.entries_hash
-            or seal.prev_hash != prev
-            or seal_hash(seal.prev_hash, seal.entries_hash) != seal.seal_hash
-            or len(seal.digests) != seal.entry_count
-        ):
-            findings.append(Finding("seal_broken", seal.first_seq, seal.id, "seal hashes do not chain"))
-        prev = seal.seal_hash
+        findings.extend(link_findings(seal, prev, prev_last))
+        prev, prev_last = seal.seal_hash, max(prev_last, covered_last_seq(seal))
     return findings
 
 
-def verify_entries(seal: Seal, entries: Sequence[Mapping[str, object]]) -> list[Finding]:
-    """Compare the rows now in ``[first_seq, last_seq]`` with what the seal recorded.
+class _RangeCheck:
+    """The rows now in one seal's range, compared with what the seal recorded.
+
+    Only rows at sealed seqs are kept (the seal bounds them); a row at any other seq is named at once.
+    """
+
+    def __init__(self, seal: Seal) -> None:
+        self.seal = seal
+        self.sealed = dict(seal.digests)
+        self.current: dict[int, tuple[str, str | None]] = {}
+        self.findings: list[Finding] = []
+
+    def add(self, entry: Mapping[str, object]) -> None:
+        seq, entry_id = _seq(entry), _entry_id(entry)
+        if seq in self.sealed:
+            self.current[seq] = (content_digest(entry), entry_id)
+        else:
+            self.findings.append(Finding("inserted", seq, self.seal.id, "not in the seal", entry_id))
+
+    def finish(self) -> list[Finding]:
+        by_content: dict[str, list[int]] = {}
+        for seq, digest in self.seal.digests:
+            by_content.setdefault(digest, []).append(seq)
+        now_at = {seq: digest for seq, (digest, _) in self.current.items()}
+        for seq, was in self.seal.digests:
+            if seq not in self.current:
+                self.findings.append(Finding("removed", seq, self.seal.id))
+                continue
+            now, entry_id = self.current[seq]
+            if was == now:
+                continue
+            moved_from = [o for o in by_content.get(now, []) if o != seq and now_at.get(o) != now]
+            if moved_from:
+                self.findings.append(Finding("reordered", seq, self.seal.id,
+                                             f"content sealed at seq {moved_from[0]}", entry_id))
+            else:
+                self.findings.append(Finding("changed", seq, self.seal.id, "", entry_id))
+        return sorted(self.findings, key=lambda f: f.seq)
+
+
+def verify_entries(seal: Seal, entries: Iterable[Mapping[str, object]]) -> list[Finding]:
+    """Compare the rows now in one seal's range with what the seal recorded.
 
     A row whose content now equals another sealed row's recorded content is named ``reordered``
     (rows swapped or moved); any other difference is ``changed``; a sealed seq with no row is
     ``removed``; a row at a seq the seal never saw is ``inserted``.
     """
-    sealed = dict(seal.digests)
-    current = {_seq(e): content_digest(e) for e in entries}
-    by_content: dict[str, list[int]] = {}
-    for seq, digest in seal.digests:
-        by_content.setdefault(digest, []).append(seq)
-    findings: list[Finding] = []
-    for seq in sorted(sealed.keys() | current.keys()):
-        was, now = sealed.get(seq), current.get(seq)
-        if was == now:
-            continue
-        if now is None:
-            findings.append(Finding("removed", seq, seal.id))
-        elif was is None:
-            findings.append(Finding("inserted", seq, seal.id))
-        elif any(other != seq and current.get(other) != now for other in by_content.get(now, [])):
-            moved_from = [other for other in by_content[now] if other != seq]
-            findings.append(Finding("reordered", seq, seal.id, f"content sealed at seq {moved_from[0]}"))
-        else:
-            findings.append(Finding("changed", seq, seal.id))
-    return findings
+    check = _RangeCheck(seal)
+    for entry in entries:
+        check.add(entry)
+    return check.finish()
+
+
+def verify_journal(seals: Iterable[Seal], entries: Iterable[Mapping[str, object]]) -> Report:
+    """One ordered pass over the seals (in chain order) and the journal rows (in seq order, up to the
+    last sealed seq): every row lands in the one seal range that holds its seq, or is ``unsealed``.
+
+    Both inputs are consumed lazily, so the caller can stream them page by page; only one seal's
+    recorded digests and the rows at its sealed seqs are held at a time.
+    """
+    report = Report()
+    rows = iter(entries)
+    pending = next(rows, None)
+    prev_hash, prev_last = GENESIS_HASH, 0
+    for seal in seals:
+        report.seals_checked += 1
+        report.findings.extend(link_findings(seal, prev_hash, prev_last))
+        last = covered_last_seq(seal)
+        check = _RangeCheck(seal)
+        while pending is not None and _seq(pending) <= last:
+            report.entries_checked += 1
+            if _seq(pending) <= prev_last:  # below the first seal's range
+                report.findings.append(_unsealed(pending))
+            else:
+                check.add(pending)
+            pending = next(rows, None)
+        report.findings.extend(check.finish())
+        prev_hash, prev_last = seal.seal_hash, max(prev_last, last)
+    while pending is not None:  # past the last seal's entries
+        report.entries_checked += 1
+        report.findings.append(_unsealed(pending))
+        pending = next(rows, None)
+    return report
+
+
+def _unsealed(entry: Mapping[str, object]) -> Finding:
+    return Finding("unsealed", _seq(entry), None, "no seal's range holds this seq", _entry_id(entry))
+
+
+def _entry_id(entry: Mapping[str, object]) -> str | None:
+    value = entry.get("entry_id")
+    return None if value is None else str(value)

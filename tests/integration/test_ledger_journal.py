@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from card_backend.auth.principal import Role
 from quota.engine import GroupCommitEngine
 from quota.redemption import Redemption, StaticTerms
 from quota.service import LedgerService
@@ -75,3 +83,86 @@ def test_forged_seal_breaks_the_chain(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(text("UPDATE seals SET entries_hash = :h WHERE id = 2"), {"h": "ab" * 32})
     assert ("seal_broken", 6) in {(f.kind, f.seq) for f in svc.verify().findings}
+
+
+def forge(engine: Engine, seq: int | None) -> str:
+    """Insert by SQL a copy of entry 1 under a new entry id at ``seq`` (None: the next seq); its id."""
+    with engine.begin() as conn:
+        row = conn.execute(text("SELECT * FROM journal WHERE seq = 1")).mappings().one()
+        forged = dict(row, seq=seq, entry_id=str(uuid.uuid4()))
+        if seq is None:
+            del forged["seq"]
+        cols = ", ".join(forged)
+        conn.execute(text(f"INSERT INTO journal ({cols}) VALUES ({', '.join(':' + c for c in forged)})"),
+                     forged)
+    return str(forged["entry_id"])
+
+
+def test_a_row_put_into_the_gap_between_two_seals_is_named(engine: Engine) -> None:
+    svc = sealed_ledger(engine, gap_after=5)  # seqs 1..5 | 16..20 | 21..22: seal 2's range is 6..20
+    assert svc.verify().ok  # the burnt seqs 6..15 are no finding
+    entry_id = forge(engine, 10)
+    report = svc.verify()
+    found = [(f.kind, f.seq, f.seal_id, f.entry_id) for f in report.findings]
+    assert found == [("inserted", 10, 2, entry_id)]
+    assert report.entries_checked == 13
+
+
+def test_seals_made_when_a_range_began_at_the_next_existing_seq_still_verify(engine: Engine) -> None:
+    svc = sealed_ledger(engine, gap_after=5)
+    with engine.begin() as conn:  # as the sealer stored it before ranges were contiguous
+        conn.execute(text("UPDATE seals SET first_seq = 16 WHERE id = 2"))
+    assert svc.verify().ok
+    forge(engine, 7)
+    assert {(f.kind, f.seq) for f in svc.verify().findings} == {("inserted", 7)}
+
+
+def test_rows_at_seq_zero_or_below_are_named_unsealed(engine: Engine) -> None:
+    svc = sealed_ledger(engine)
+    zero, below = forge(engine, 0), forge(engine, -3)
+    report = svc.verify()
+    found = [(f.kind, f.seq, f.entry_id) for f in report.findings]
+    assert found == [("unsealed", -3, below), ("unsealed", 0, zero)]
+    assert report.entries_checked == 14
+    assert svc.seal() == []  # the sealer never takes them in either
+
+
+def test_a_group_rolled_back_between_two_seals_verifies_clean(engine: Engine) -> None:
+    pop = seed(engine)
+    terms = StaticTerms(TERMS)
+    with GroupCommitEngine(engine, terms, clock=lambda: NOW) as eng:
+        svc = LedgerService(engine, terms, eng, clock=lambda: NOW)
+        for n in range(3):
+            svc.redeem(Redemption(str(uuid.uuid4()), pop.family_card[1 + n], "sugar", 100, "P1"))
+        (first,) = svc.seal()
+        with pytest.raises(RuntimeError), engine.begin() as conn:  # a group that fails after its INSERT
+            row = conn.execute(text("SELECT * FROM journal WHERE seq = 1")).mappings().one()
+            burnt = {k: v for k, v in row.items() if k != "seq"} | {"entry_id": str(uuid.uuid4())}
+            conn.execute(text(f"INSERT INTO journal ({', '.join(burnt)}) "
+                              f"VALUES ({', '.join(':' + c for c in burnt)})"), burnt)
+            raise RuntimeError("group failed")
+        for n in range(3):
+            svc.redeem(Redemption(str(uuid.uuid4()), pop.family_card[1 + n], "sugar", 200, "P1"))
+    if engine.dialect.name == "sqlite":  # SQLite hands the rolled-back rowid out again: burn it as PG does
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE journal SET seq = seq + 10 WHERE seq > 3"))
+    (second,) = svc.seal()
+    assert second.first_seq == first.last_seq + 1 == 4 and second.digests[0][0] > 4  # seq 4 was burnt
+    report = svc.verify()
+    assert report.ok and report.seals_checked == 2 and report.entries_checked == 6
+
+
+def test_verify_over_http_and_cardctl_names_the_unsealed_row(
+    engine: Engine, client: TestClient, auth: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    sealed_ledger(engine)
+    entry_id = forge(engine, 0)
+    v = client.get("/api/v1/journal/verify", headers=auth(Role.AUDITOR)).json()
+    assert v["ok"] is False and v["entries_checked"] == 13
+    assert [(f["kind"], f["seq"], f["entry_id"]) for f in v["findings"]] == [("unsealed", 0, entry_id)]
+    env = {**os.environ, "CARD_DATABASE_URL": engine.url.render_as_string(hide_password=False)}
+    run = subprocess.run([str(Path(sys.executable).with_name("cardctl")), "journal", "verify"], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    assert f"unsealed seq=0 entry={entry_id} seal=None" in run.stdout
+    assert "journal TAMPERED: 3 seals, 13 entries checked" in run.stdout

@@ -10,6 +10,7 @@ from quota.domain.chain import (
     content_digest,
     make_seal,
     verify_entries,
+    verify_journal,
     verify_seal_links,
 )
 
@@ -64,3 +65,34 @@ def test_a_rewritten_seal_breaks_the_chain() -> None:
     assert [(f.kind, f.seq) for f in broken] == [("seal_broken", 4)]
     tampered_digests = replace(first, digests=first.digests[:2])
     assert verify_seal_links([tampered_digests])[0].kind == "seal_broken"
+
+
+def test_every_row_up_to_the_last_seal_lands_in_a_range_or_is_named() -> None:
+    rows = entries(-1, 12)  # seqs -1..10
+    first = make_seal(GENESIS_HASH, [r for r in rows if 1 <= r["seq"] <= 3])
+    second = make_seal(first.seal_hash, [r for r in rows if r["seq"] >= 7], first_seq=4)  # 4..6 burnt
+    assert (second.first_seq, second.last_seq) == (4, 10)
+    clean = [r for r in rows if r["seq"] >= 1 and r["seq"] not in (4, 5, 6)]
+    report = verify_journal([first, second], clean)
+    assert report.ok and (report.seals_checked, report.entries_checked) == (2, 7)
+    report = verify_journal([first, second], rows)  # -1, 0 and the gap 4..6 filled by SQL
+    assert [(f.kind, f.seq, f.entry_id) for f in report.findings] == [
+        ("unsealed", -1, "e-1"), ("unsealed", 0, "e0"),
+        ("inserted", 4, "e4"), ("inserted", 5, "e5"), ("inserted", 6, "e6"),
+    ]
+    assert report.entries_checked == 12
+
+
+def test_a_seal_whose_range_began_at_its_first_entry_still_verifies() -> None:
+    first = make_seal(GENESIS_HASH, entries(1, 3))
+    second = make_seal(first.seal_hash, entries(7, 2))  # first_seq 7, as seals were made before
+    assert second.first_seq == 7 and verify_journal([first, second], entries(1, 3) + entries(7, 2)).ok
+    assert {(f.kind, f.seq) for f in verify_journal([first, second], entries(1, 8)).findings} == {
+        ("inserted", 4), ("inserted", 5), ("inserted", 6)}
+
+
+def test_a_stored_range_that_disagrees_with_the_digests_breaks_the_seal() -> None:
+    first = make_seal(GENESIS_HASH, entries(1, 3))
+    second = make_seal(first.seal_hash, entries(4, 3))
+    assert [f.kind for f in verify_seal_links([first, replace(second, first_seq=3)])] == ["seal_broken"]
+    assert [f.kind for f in verify_seal_links([first, replace(second, last_seq=5)])] == ["seal_broken"]
