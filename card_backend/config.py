@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # season: the unserved report reads the last season's. About 20 MB per day of daily bread per
     # 5 M families, 50 MB per monthly opening of 6 products per 1 M (docs/operations.md).
     grants_keep_days: int = Field(default=400, ge=0, le=36_500)
+    # The worker's ledger audit (journal verified, allowances reconciled with it; findings logged as
+    # errors): every so many seconds, 0 never. It reads the whole journal: daily, off the hot hours.
+    worker_audit_interval_s: float = Field(default=86_400.0, ge=0.0, le=31_622_400)
     # The public lost-card form: failed reports allowed per hour on one card serial, and from one client
     # address, before it answers 429 (guessing a family's national IDs to block its card).
     lost_report_failures_per_serial: int = Field(default=5, ge=1, le=10_000)

@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(
                 f"holds expired {done.holds_expired}, messages queued {done.messages_queued} sent "
                 f"{done.messages_sent} failed {done.messages_failed}, seals {done.seals_made}, "
-                f"grant blocks pruned {done.grant_blocks_pruned}"
+                f"grant blocks pruned {done.grant_blocks_pruned}, audit findings {done.audit_findings}"
             )
 
     @rules_app.command("load")
@@ -134,6 +134,23 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
+    @journal_app.command("reconcile")
+    def journal_reconcile(
+        limit: int = typer.Option(1000, min=1, help="list at most this many rows that disagree"),
+    ) -> None:
+        """Check every allowance against its journal and pending holds: name each row whose used or held
+        the journal does not explain, or that is overdrawn (exit 1 if any)."""
+        report = _ledger().reconcile(limit)
+        for d in report.findings:
+            f = d.figures
+            typer.echo(f"{d.kind} allowance={f.allowance_id} holder={f.holder_type}:{f.holder_id} "
+                       f"product={f.product_code} period_start={f.period_start.isoformat()} {d.detail}")
+        more = " (more not listed: raise --limit)" if report.truncated else ""
+        typer.echo(f"allowances {'ok' if report.ok else 'DISAGREE'}: {report.allowances_checked} checked, "
+                   f"{len(report.findings)} findings{more}")
+        if not report.ok:
+            raise typer.Exit(1)
+
 def _ledger() -> LedgerService:
     from quota.redemption import RuleTerms
 
@@ -178,7 +195,8 @@ def run_worker(
                   seal_interval_s=settings.worker_seal_interval_s,
                   open_periods=open_periods if settings.worker_periods_interval_s > 0 else None,
                   periods_interval_s=settings.worker_periods_interval_s or 300.0,
-                  prune_grants=prune_grants if settings.grants_keep_days > 0 else None)
+                  prune_grants=prune_grants if settings.grants_keep_days > 0 else None,
+                  audit_interval_s=settings.worker_audit_interval_s)
     try:
         if once:
             return jobs.run_once()

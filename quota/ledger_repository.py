@@ -24,6 +24,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    or_,
     select,
     text,
     tuple_,
@@ -34,6 +35,7 @@ from sqlalchemy.exc import DBAPIError
 from quota import grant_repository as grants
 from quota import ledger_pg as pg
 from quota.dialect import is_pg
+from quota.domain.audit import AllowanceFigures
 from quota.domain.decide import AllowanceState
 from quota.models import Allowance, Hold, JournalEntry, StockDelivery
 from quota.models import Seal as SealRow
@@ -308,6 +310,47 @@ def journal_used_by_allowance(conn: Connection) -> dict[int, int]:
         .group_by(JOURNAL.c.allowance_id)
     )
     return {int(a): int(q) for a, q in rows}
+
+
+def allowances_off_the_journal(conn: Connection, limit: int) -> list[AllowanceFigures]:
+    """Allowance rows whose ``used`` differs from their journal, whose ``held`` differs from their pending
+    holds, or that are overdrawn, by id, at most ``limit`` (``quota.domain.audit``). One statement, so
+    on PostgreSQL both sides come from one snapshot and a group committing meanwhile cannot make a row
+    look off."""
+    a = ALLOWANCES
+    owner = ALLOWANCES.alias("owner")
+    journal = (
+        select(JOURNAL.c.allowance_id.label("aid"), func.sum(JOURNAL.c.quantity_qty).label("qty"))
+        .join(owner, owner.c.id == JOURNAL.c.allowance_id)
+        .where(JOURNAL.c.result == "ok", JOURNAL.c.kind.in_(["redeem", "post", "reverse"]),
+               JOURNAL.c.created_at >= owner.c.period_start)
+        .group_by(JOURNAL.c.allowance_id)
+        .subquery()
+    )
+    holds = (
+        select(HOLDS.c.allowance_id.label("aid"), func.sum(HOLDS.c.reserved_qty).label("qty"))
+        .where(HOLDS.c.state == "pending")
+        .group_by(HOLDS.c.allowance_id)
+        .subquery()
+    )
+    used_by_journal = func.coalesce(journal.c.qty, 0)
+    held_by_holds = func.coalesce(holds.c.qty, 0)
+    rows = conn.execute(
+        select(a.c.id, a.c.holder_type, a.c.holder_id, a.c.product_code, a.c.period_start, a.c.granted_qty,
+               a.c.used_qty, a.c.held_qty, used_by_journal, held_by_holds)
+        .outerjoin(journal, journal.c.aid == a.c.id)
+        .outerjoin(holds, holds.c.aid == a.c.id)
+        .where(or_(a.c.used_qty != used_by_journal, a.c.held_qty != held_by_holds, a.c.used_qty < 0,
+                   a.c.held_qty < 0, a.c.used_qty + a.c.held_qty > a.c.granted_qty))
+        .order_by(a.c.id)
+        .limit(limit)
+    ).all()
+    return [AllowanceFigures(int(r[0]), r[1], int(r[2]), r[3], cast(datetime, utc(r[4])), int(r[5]),
+                             int(r[6]), int(r[7]), int(r[8]), int(r[9])) for r in rows]
+
+
+def count_allowances(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(ALLOWANCES)).scalar_one())
 
 
 def family_draws(conn: Connection, family_id: int, limit: int) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from quota import ledger_reports
 from quota import ledger_repository as repo
 from quota import seal_repository as seal_repo
 from quota import stock_repository as stock_repo
-from quota.domain import chain
+from quota.domain import audit, chain
 from quota.domain.decide import (
     AllowanceState,
     Decision,
@@ -435,6 +435,18 @@ class LedgerService:
                 made.append(seal)
                 last_seq, prev = seal.last_seq, seal.seal_hash
         return made
+
+    def reconcile(self, limit: int = 1000) -> audit.AllowanceAudit:
+        """Every allowance row against its journal and its pending holds (invariants 1 and 2): names the
+        rows an edit by SQL changed (``quota.domain.audit``), at most ``limit`` of them."""
+        report = audit.AllowanceAudit()
+        with self.db.connect() as conn:
+            report.allowances_checked = repo.count_allowances(conn)
+            rows = repo.allowances_off_the_journal(conn, limit + 1)
+        report.truncated = len(rows) > limit
+        for figures in rows[:limit]:
+            report.findings.extend(audit.discrepancies(figures))
+        return report
 
     def verify(self) -> chain.Report:
         """Recompute the chain and name every changed, removed, inserted, reordered or unsealed entry.

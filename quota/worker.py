@@ -1,5 +1,6 @@
 """Background jobs of one deployment: open periods as they begin, expire holds, send messages, seal
-the journal, drop stored grants past their retention (daily).
+the journal, drop stored grants past their retention (daily), and audit the ledger (daily: the sealed
+journal verified, every allowance row reconciled with it; anything found is logged as an error).
 
 Each job runs every ``interval_s`` (bounded by the settings), in one thread, one after another: the
 jobs are short and each is safe to run from several processes (hold expiry and sealing take their
@@ -34,6 +35,7 @@ class Round:
     seals_made: int = 0
     allowances_opened: int = 0
     grant_blocks_pruned: int = 0
+    audit_findings: int = 0
 
 
 @dataclass(slots=True)
@@ -49,7 +51,7 @@ class Worker:
                  messages_interval_s: float = 2.0, seal_interval_s: float = 60.0,
                  open_periods: Callable[[], int] | None = None, periods_interval_s: float = 300.0,
                  prune_grants: Callable[[], int] | None = None, prune_interval_s: float = 86_400.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 audit_interval_s: float = 0.0, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.ledger = ledger
         self.notifier = notifier
         self.monotonic = monotonic
@@ -61,6 +63,7 @@ class Worker:
             Job("messages", messages_interval_s, self._messages),
             Job("seal", seal_interval_s, self._seal),
             *([Job("grants", prune_interval_s, self._prune)] if prune_grants is not None else []),
+            *([Job("audit", audit_interval_s, self._audit)] if audit_interval_s > 0 else []),
         ]
 
     def _open(self, done: Round) -> None:
@@ -82,6 +85,25 @@ class Worker:
 
     def _seal(self, done: Round) -> None:
         done.seals_made += len(self.ledger.seal())
+
+    def _audit(self, done: Round, shown: int = 20) -> None:
+        """Verify the sealed journal and reconcile every allowance with it; a finding is an alarm (an edit
+        by SQL, or a bug), logged as an error for whoever watches the logs."""
+        journal = self.ledger.verify()
+        rows = self.ledger.reconcile(limit=shown)
+        done.audit_findings += len(journal.findings) + len(rows.findings)
+        if journal.ok and rows.ok:
+            log.info("ledger audit ok: %d entries, %d allowances", journal.entries_checked,
+                     rows.allowances_checked)
+            return
+        log.error("ledger audit FAILED: %d journal findings, %d allowance rows disagree%s",
+                  len(journal.findings), len(rows.findings), " (more not listed)" if rows.truncated else "")
+        for f in journal.findings[:shown]:
+            log.error("journal %s seq=%s entry=%s seal=%s %s", f.kind, f.seq, f.entry_id, f.seal_id, f.detail)
+        for d in rows.findings:
+            a = d.figures
+            log.error("allowance %s id=%s holder=%s:%s product=%s %s", d.kind, a.allowance_id, a.holder_type,
+                      a.holder_id, a.product_code, d.detail)
 
     def _run(self, job: Job, done: Round) -> None:
         try:

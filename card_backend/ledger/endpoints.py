@@ -24,6 +24,7 @@ from card_backend.ledger.schemas import (
     BatchOut,
     DeliveryIn,
     DeliveryOut,
+    DiscrepancyOut,
     DrawOut,
     FindingOut,
     HoldIn,
@@ -32,6 +33,7 @@ from card_backend.ledger.schemas import (
     QuotaLineOut,
     QuotaOut,
     RebindIn,
+    ReconcileOut,
     RedemptionBatchIn,
     RedemptionIn,
     ReversalIn,
@@ -298,6 +300,21 @@ def verify(_: Auditor, ledger: LedgerDep) -> VerifyOut:
     return VerifyOut(ok=report.ok, seals_checked=report.seals_checked, entries_checked=report.entries_checked,
                      findings=[FindingOut(kind=f.kind, seq=f.seq, entry_id=f.entry_id, seal_id=f.seal_id,
                                           detail=f.detail) for f in report.findings])
+
+
+@router.get("/journal/reconcile", response_model=ReconcileOut)
+def reconcile(_: Auditor, ledger: LedgerDep,
+              limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> ReconcileOut:
+    """Check every allowance row against the journal and the pending holds (invariants 1 and 2): each row
+    whose ``used`` the journal's entries of its window do not sum to, whose ``held`` its pending holds do
+    not explain, or that is overdrawn, is named with both figures — what an edit of the row by SQL would
+    leave (the sealed journal itself is checked by ``/journal/verify``). Reads the whole journal: an
+    auditor's request, not a clerk's."""
+    report = ledger.reconcile(limit)
+    return ReconcileOut(
+        ok=report.ok, allowances_checked=report.allowances_checked, truncated=report.truncated,
+        findings=[DiscrepancyOut(kind=d.kind, detail=d.detail, **d.figures._asdict())
+                  for d in report.findings])
 
 
 @router.post("/journal/seal", response_model=SealOut)

@@ -177,6 +177,28 @@ class VerifyOut(BaseModel):
     findings: list[FindingOut]
 
 
+class DiscrepancyOut(BaseModel):
+    kind: str  # used_mismatch, held_mismatch or overdrawn
+    allowance_id: int
+    holder_type: str
+    holder_id: int
+    product_code: str
+    period_start: datetime
+    granted_qty: int
+    used_qty: int
+    held_qty: int
+    journal_used_qty: int  # what the journal's ok redemptions, posts and reversals of the window sum to
+    pending_held_qty: int  # what the row's pending holds reserve
+    detail: str
+
+
+class ReconcileOut(BaseModel):
+    ok: bool
+    allowances_checked: int
+    truncated: bool  # more rows disagree than listed: raise ``limit``
+    findings: list[DiscrepancyOut]
+
+
 class SealOut(BaseModel):
     seals: int
     entries: int
