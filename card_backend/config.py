@@ -89,14 +89,17 @@ class Settings(BaseSettings):
     lost_report_failures_per_client: int = Field(default=30, ge=1, le=100_000)
     # Walk-in sales: a product's cap per point per local day when no cap is set for it (walk_in_caps).
     walk_in_daily_cap_qty: int = Field(default=0, ge=0, le=10**12)
-    walk_in_timezone: str = "Asia/Damascus"
+    # The local day of walk-in caps; unset, the deployment's (``timezone``).
+    walk_in_timezone: str | None = None
     # The deployment's local calendar (an IANA zone): a day's bread, a week from Monday and a month begin
     # at local midnight when periods are opened (by the worker, ``cardctl period open`` or the API).
     timezone: str = "Asia/Damascus"
 
     @field_validator("timezone", "walk_in_timezone")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -106,6 +109,10 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def walk_in_zone(self) -> str:
+        return self.walk_in_timezone or self.timezone
 
 
 @lru_cache(maxsize=1)

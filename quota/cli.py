@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         from quota.walkin import WalkInService
 
         settings = get_settings()
-        service = WalkInService(make_engine(settings.database_url), zone=settings.walk_in_timezone,
+        service = WalkInService(make_engine(settings.database_url), zone=settings.walk_in_zone,
                                 default_cap_qty=settings.walk_in_daily_cap_qty)
         result = service.set_cap(product_code, daily_cap_qty, actor, point)
         if result != "ok":

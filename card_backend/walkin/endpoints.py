@@ -46,7 +46,7 @@ async def get_walk_in(request: Request) -> WalkInService:
             service = getattr(request.app.state, "walk_in", None)
             if service is None:
                 settings = request.app.state.settings
-                service = WalkInService(request.app.state.engine, zone=settings.walk_in_timezone,
+                service = WalkInService(request.app.state.engine, zone=settings.walk_in_zone,
                                         default_cap_qty=settings.walk_in_daily_cap_qty)
                 request.app.state.walk_in = service
     return service

@@ -204,3 +204,6 @@ def test_periods_follow_the_deployments_local_calendar(
     assert datetime.fromisoformat(bread["period_start"]) == datetime(2026, 11, 29, tzinfo=UTC)
     with pytest.raises(ValidationError, match="unknown time zone"):
         Settings(database_url="sqlite://", timezone="Mars/Olympus_Mons")
+    # walk-in caps count the same local day unless told otherwise
+    assert Settings(database_url="sqlite://", timezone="Europe/Berlin").walk_in_zone == "Europe/Berlin"
+    assert Settings(database_url="sqlite://", walk_in_timezone="UTC").walk_in_zone == "UTC"
