@@ -394,7 +394,7 @@ class LedgerService:
                 row["result"] = (Result.POINT_UNKNOWN if served is None else Result.PRODUCT_NOT_SERVED).value
                 return self._apply(conn, row, None)
             return self._apply(conn, row, decide_rebind(state, self.terms_for(conn, state.rule_version_id),
-                                                        point))
+                                                        point, now))
 
     # stock and reads (one short transaction each; see quota.ledger_reports) -----------------------
     def deliver_stock(self, delivery_id: str, point_code: str, product_code: str, quantity_qty: int,

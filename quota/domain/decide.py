@@ -115,8 +115,9 @@ def current_window(state: AllowanceState, terms: Terms, now: datetime) -> Allowa
     """Open or restart a rolling window ("every N days since the last redemption").
 
     A rolling window starts at the first redemption after the previous one ended; it then lasts
-    ``rolling_days``. A restart clears what the window used and the one-off top-ups and carry of the
-    ended window; pending holds keep their reservation. A row with no window open (``period_end`` is
+    ``rolling_days``. A restart clears what the window used, the one-off top-ups and carry of the
+    ended window and its count of station changes (the card stays bound to its station); pending holds
+    keep their reservation. A row with no window open (``period_end`` is
     None, nothing used: never drawn, or closed by ``close_ended_window`` / ``_unopened``) keeps its
     top-ups and carry into the window it opens.
     """
@@ -135,6 +136,7 @@ def current_window(state: AllowanceState, terms: Terms, now: datetime) -> Allowa
         topup_qty=0,
         carried_qty=0,
         granted_qty=state.granted_qty - extra,
+        binding_changes=0,  # "n changes of station per period": the new window's n (the home point stays)
     )
 
 
@@ -157,6 +159,7 @@ def close_ended_window(state: AllowanceState, terms: Terms, now: datetime) -> Al
         topup_qty=0,
         carried_qty=0,
         granted_qty=state.granted_qty - extra,
+        binding_changes=0,
     )
 
 
@@ -339,8 +342,12 @@ def decide_topup(
     return Decision(Result.OK, new, 0)
 
 
-def decide_rebind(state: AllowanceState, terms: Terms, point_code: str) -> Decision:
-    """Move the home point; each move after the first binding counts against the period's limit."""
+def decide_rebind(state: AllowanceState, terms: Terms, point_code: str, now: datetime) -> Decision:
+    """Move the home point; each move after the first binding counts against the period's limit.
+
+    On a rolling row whose window has ended the move counts against the next window's limit
+    (``close_ended_window``): a car need not fill once more at its old station to change it."""
+    state = close_ended_window(state, terms, now)
     if terms.binding_max_changes is None or state.home_point_code == point_code:
         return Decision(Result.OK, state._replace(home_point_code=point_code))
     if state.home_point_code is None:

@@ -94,9 +94,9 @@ def test_without_binding_any_point_serves() -> None:
 
 def test_binding_changes_are_counted_up_to_the_limit() -> None:
     terms = replace(MONTH, binding_max_changes=1)
-    moved = decide_rebind(state(home_point_code="P1"), terms, "P2")
+    moved = decide_rebind(state(home_point_code="P1"), terms, "P2", T0)
     assert moved.ok and moved.state.binding_changes == 1
-    assert decide_rebind(moved.state, terms, "P3").result is Result.BINDING_CHANGES_EXHAUSTED
+    assert decide_rebind(moved.state, terms, "P3", T0).result is Result.BINDING_CHANGES_EXHAUSTED
 
 
 def test_rolling_window_starts_at_first_redemption_and_restarts_after_it_ends() -> None:
@@ -250,3 +250,25 @@ def test_a_topup_on_a_batched_rule_is_drawable_at_once() -> None:
     drawn = decide_redeem(heating(), HEATING, 100_000, "P1", T0).state
     topped = decide_topup(drawn, HEATING, 40_000, T0 + timedelta(days=10), cap_qty=40_000).state
     assert decide_redeem(topped, HEATING, 40_000, "P1", T0 + timedelta(days=10)).ok
+
+
+def test_a_new_rolling_window_gives_back_the_station_changes_and_keeps_the_station() -> None:
+    """RULES.md: a card is tied to its last station, with n changes per period — for a rolling rule the
+    period is the window, so its restart gives the n changes back (the card stays at its station)."""
+    car = replace(GAS, binding_max_changes=1)
+    spent = state(product_code="gas", rule_version_id=2, granted_qty=1, base_qty=1, used_qty=1,
+                  period_start=T0, period_end=T0 + timedelta(days=23), home_point_code="P2",
+                  binding_changes=1)
+    later = T0 + timedelta(days=24)
+    assert decide_rebind(spent, car, "P3", T0 + timedelta(days=2)).result is Result.BINDING_CHANGES_EXHAUSTED
+    assert decide_redeem(spent, car, 1, "P1", later).result is Result.POINT_NOT_BOUND
+    refill = decide_redeem(spent, car, 1, "P2", later)
+    assert refill.ok and refill.state.home_point_code == "P2" and refill.state.binding_changes == 0
+    moved = decide_rebind(refill.state, car, "P3", later)
+    assert moved.ok and moved.state.binding_changes == 1
+    # nor need the car fill once more at its old station to move: the ended window's limit is spent,
+    # the next window's is not
+    early = decide_rebind(spent, car, "P3", later)
+    assert early.ok and early.state.home_point_code == "P3" and early.state.binding_changes == 1
+    assert early.state.used_qty == 0 and early.state.period_end is None  # the window opens at the fill
+    assert decide_redeem(early.state, car, 1, "P3", later + timedelta(hours=1)).ok
