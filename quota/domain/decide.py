@@ -117,9 +117,9 @@ def current_window(state: AllowanceState, terms: Terms, now: datetime) -> Allowa
     A rolling window starts at the first redemption after the previous one ended; it then lasts
     ``rolling_days``. A restart clears what the window used, the one-off top-ups and carry of the
     ended window and its count of station changes (the card stays bound to its station); pending holds
-    keep their reservation. A row with no window open (``period_end`` is
-    None, nothing used: never drawn, or closed by ``close_ended_window`` / ``_unopened``) keeps its
-    top-ups and carry into the window it opens.
+    keep their reservation. A row with no window open (``period_end`` is None, nothing used: never
+    drawn, or closed by ``close_ended_window`` / ``_unopened``) keeps its top-ups and carry into the
+    window it opens.
     """
     if terms.period_kind is not PeriodKind.ROLLING or terms.rolling_days is None:
         return state
@@ -128,39 +128,31 @@ def current_window(state: AllowanceState, terms: Terms, now: datetime) -> Allowa
     end = now + timedelta(days=terms.rolling_days)
     if state.period_end is None and state.used_qty == 0:
         return state._replace(period_start=now, period_end=end)
+    return _next_window(state, now, end)
+
+
+def _next_window(state: AllowanceState, start: datetime, end: datetime | None) -> AllowanceState:
+    """The row as the window after an ended one, from ``start`` (``end`` None: opened by the next fill):
+    nothing used, the ended window's one-off top-ups and carry gone, and its station changes given back
+    ("n changes per period"; the home point stays)."""
     extra = state.topup_qty + state.carried_qty
-    return state._replace(
-        period_start=now,
-        period_end=end,
-        used_qty=0,
-        topup_qty=0,
-        carried_qty=0,
-        granted_qty=state.granted_qty - extra,
-        binding_changes=0,  # "n changes of station per period": the new window's n (the home point stays)
-    )
+    return state._replace(period_start=start, period_end=end, used_qty=0, topup_qty=0, carried_qty=0,
+                          granted_qty=state.granted_qty - extra, binding_changes=0)
 
 
 def close_ended_window(state: AllowanceState, terms: Terms, now: datetime) -> AllowanceState:
     """An ended rolling window cleared as a restart clears it, but left unopened.
 
-    Used before a movement that is not a fill (a top-up): what it adds must land in the next window,
-    not in the ended one the next fill's restart would clear, and it must not start the "every N
-    days since the last redemption" clock itself; the next fill opens the window (``current_window``).
+    Used before a movement that is not a fill (a top-up, a change of station): what it adds must land
+    in the next window, not in the ended one the next fill's restart would clear, and it must not start
+    the "every N days since the last redemption" clock itself; the next fill opens the window
+    (``current_window``).
     """
     if terms.period_kind is not PeriodKind.ROLLING or terms.rolling_days is None:
         return state
     if state.period_end is None or now < state.period_end:
         return state
-    extra = state.topup_qty + state.carried_qty
-    return state._replace(
-        period_start=now,
-        period_end=None,
-        used_qty=0,
-        topup_qty=0,
-        carried_qty=0,
-        granted_qty=state.granted_qty - extra,
-        binding_changes=0,
-    )
+    return _next_window(state, now, None)
 
 
 def _unopened(state: AllowanceState, terms: Terms) -> AllowanceState:

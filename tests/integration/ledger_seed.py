@@ -17,6 +17,7 @@ from quota.domain.terms import PeriodKind, PriceTier, Terms
 from quota.models import Allowance, Product, RuleVersion
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
+NOW = T0 + timedelta(days=2)  # the ledger fixtures' clock (tests/integration/conftest.py)
 SUGAR = Terms(rule_version_id=1, product_code="sugar", period_kind=PeriodKind.MONTH, price_per_qty=1000,
               tiers=(PriceTier("subsidised", 350), PriceTier("free", 2000, 1000)))
 GAS = Terms(rule_version_id=2, product_code="gas", period_kind=PeriodKind.ROLLING, rolling_days=23,

@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import Engine, text
 
-from quota.engine import GroupCommitEngine
 from quota.ledger_reports import family_draws, quota_for_card, stock_report
 from quota.redemption import Redemption, StaticTerms
-from quota.service import LedgerService
-from tests.integration.ledger_seed import T0, TERMS, Population, seed
+from tests.integration.ledger_seed import T0, TERMS
 
 NOW = T0 + timedelta(days=2)
 
 
 def rid() -> str:
     return str(uuid.uuid4())
-
-
-@pytest.fixture
-def world(engine: Engine) -> Iterator[tuple[LedgerService, Population, Engine]]:
-    pop = seed(engine)
-    terms = StaticTerms(TERMS)
-    with GroupCommitEngine(engine, terms, clock=lambda: NOW) as eng:
-        yield LedgerService(engine, terms, eng, hold_ttl_s=600, clock=lambda: NOW), pop, engine
 
 
 def used(db: Engine, allowance_id: int) -> tuple[int, int, int]:

@@ -155,15 +155,6 @@ def test_a_heating_family_buys_into_the_free_tier_after_the_last_batch(world) ->
 
 
 # over HTTP ----------------------------------------------------------------------------------------
-@pytest.fixture
-def pop(app, engine: Engine) -> Iterator[Population]:  # type: ignore[no-untyped-def]
-    population = seed(engine)
-    terms = StaticTerms(TERMS)
-    with GroupCommitEngine(engine, terms, clock=lambda: NOW) as eng:
-        app.state.ledger = LedgerService(engine, terms, eng, hold_ttl_s=600, clock=lambda: NOW)
-        yield population
-
-
 def test_only_the_holds_own_point_posts_or_voids_it(client: TestClient, auth, pop: Population) -> None:  # type: ignore[no-untyped-def]
     def device(point: str) -> dict[str, str]:
         r = client.post(f"/api/v1/points/{point}/devices", json={"name": f"pump-{point}"},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -11,21 +10,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from card_backend.auth.principal import Role
-from quota.engine import GroupCommitEngine
-from quota.redemption import Redemption, StaticTerms
-from quota.service import LedgerService
-from tests.integration.ledger_seed import T0, TERMS, Population, seed
+from quota.redemption import Redemption
+from tests.integration.ledger_seed import T0, Population, seed
 
 NOW = T0 + timedelta(days=2)
-
-
-@pytest.fixture
-def pop(app, engine: Engine) -> Iterator[Population]:  # type: ignore[no-untyped-def]
-    population = seed(engine)
-    terms = StaticTerms(TERMS)
-    with GroupCommitEngine(engine, terms, clock=lambda: NOW) as eng:
-        app.state.ledger = LedgerService(engine, terms, eng, hold_ttl_s=600, clock=lambda: NOW)
-        yield population
 
 
 def body(pop: Population, qty: int = 1000, **kw: object) -> dict[str, object]:

@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from card_backend.auth.principal import Role
 from quota.domain.stock import DeliveryPayload
-from quota.engine import GroupCommitEngine
 from quota.ledger_reports import deliver_stock, stock_report
-from quota.redemption import Redemption, StaticTerms
+from quota.redemption import Redemption
 from quota.service import LedgerService
-from tests.integration.ledger_seed import T0, TERMS, Population, seed
+from tests.integration.ledger_seed import T0, Population, seed
 
 NOW = T0 + timedelta(days=2)
 
@@ -31,14 +28,6 @@ def rid() -> str:
 def at(day: int, hour: int = 12) -> datetime:
     """``day`` of November 2026 (T0 is the 1st), UTC."""
     return T0 + timedelta(days=day - 1, hours=hour)
-
-
-@pytest.fixture
-def world(engine: Engine) -> Iterator[tuple[LedgerService, Population, Engine]]:
-    pop = seed(engine)
-    terms = StaticTerms(TERMS)
-    with GroupCommitEngine(engine, terms, clock=lambda: NOW) as eng:
-        yield LedgerService(engine, terms, eng, hold_ttl_s=600, clock=lambda: NOW), pop, engine
 
 
 def recorded(db: Engine) -> tuple[int, int]:
@@ -177,15 +166,6 @@ def test_a_product_drawn_but_never_delivered_shows_its_days_untracked(world) -> 
 
 
 # over HTTP ---------------------------------------------------------------------------------------
-@pytest.fixture
-def pop(app, engine: Engine) -> Iterator[Population]:  # type: ignore[no-untyped-def]
-    population = seed(engine)
-    terms = StaticTerms(TERMS)
-    with GroupCommitEngine(engine, terms, clock=lambda: NOW) as eng:
-        app.state.ledger = LedgerService(engine, terms, eng, hold_ttl_s=600, clock=lambda: NOW)
-        yield population
-
-
 def test_deliveries_over_http(client: TestClient, auth, pop: Population, engine: Engine) -> None:  # type: ignore[no-untyped-def]
     supervisor = auth(Role.SUPERVISOR)
 
