@@ -312,6 +312,18 @@ def journal_used_by_allowance(conn: Connection) -> dict[int, int]:
     return {int(a): int(q) for a, q in rows}
 
 
+def move_pending_home(conn: Connection, key: HolderKey, now: datetime, point_code: str) -> None:
+    """Set the home point of the holder's rows that start after ``now`` and nobody has touched (a rolling
+    renewal waiting for the running window to end), so the station a card moves to stays its station."""
+    a = ALLOWANCES.c
+    conn.execute(
+        update(ALLOWANCES)
+        .where(a.holder_type == key[0], a.holder_id == key[1], a.product_code == key[2],
+               a.period_start > now.astimezone(UTC), a.used_qty == 0, a.held_qty == 0)
+        .values(home_point_code=point_code)
+    )
+
+
 def allowances_off_the_journal(conn: Connection, limit: int) -> list[AllowanceFigures]:
     """Allowance rows whose ``used`` differs from their journal, whose ``held`` differs from their pending
     holds, or that are overdrawn, by id, at most ``limit`` (``quota.domain.audit``). One statement, so

@@ -343,8 +343,19 @@ def _renewal_wire(w: RollingWrites) -> bytes:
     return buf.tobytes()
 
 
+# A renewal keeps the station the card is tied to (RULES.md: "tied to its last station; n changes per
+# period"): the home point of the holder's latest earlier row, which the new window's changes move.
+_HOME_BEFORE = (
+    "(SELECT p.home_point_code FROM allowances p WHERE p.holder_type = {row}.holder_type "
+    "AND p.holder_id = {row}.holder_id AND p.product_code = {row}.product_code "
+    "AND p.period_start < {row}.period_start ORDER BY p.period_start DESC LIMIT 1)"
+)
+_O_COLUMNS = ", ".join(f"o.{c.strip()}" for c in COLUMNS.split(","))
+
+
 def write_rolling(conn: Connection, w: RollingWrites) -> None:
-    """Apply a rolling refresh in bulk. A row is set or dropped only while untouched: one a redemption
+    """Apply a rolling refresh in bulk. A renewal row keeps the holder's station (``_HOME_BEFORE``). A
+    row is set or dropped only while untouched: one a redemption
     started meanwhile keeps its window (the next refresh looks again); an insert that meets a row of
     the same start (a grant materialised meanwhile) is skipped the same way."""
     if is_pg(conn):
@@ -355,7 +366,8 @@ def write_rolling(conn: Connection, w: RollingWrites) -> None:
             )
             conn.execute(
                 text(
-                    f"INSERT INTO allowances ({COLUMNS}) SELECT {COLUMNS} FROM opening_rows "
+                    f"INSERT INTO allowances ({COLUMNS}, home_point_code) SELECT {_O_COLUMNS}, "
+                    f"{_HOME_BEFORE.format(row='o')} FROM opening_rows o "
                     "ON CONFLICT (holder_type, holder_id, product_code, period_start) DO NOTHING"
                 )
             )
@@ -387,6 +399,13 @@ def write_rolling(conn: Connection, w: RollingWrites) -> None:
                                      w.new_start_us.tolist(), w.new_base_qty.tolist(),
                                      w.new_granted_qty.tolist(), strict=True)
         ])  # fmt: skip
+        conn.execute(
+            update(_TABLE)
+            .where(_A.holder_type == w.holder_type, _A.product_code == w.product_code,
+                   _A.holder_id.in_(w.new_holder_ids.tolist()), _A.home_point_code.is_(None),
+                   _A.period_end.is_(None), _A.used_qty == 0)
+            .values(home_point_code=text(_HOME_BEFORE.format(row="allowances")))
+        )
     untouched = (
         _A.period_end.is_(None), _A.used_qty == 0, _A.held_qty == 0, _A.topup_qty == 0, _A.carried_qty == 0
     )

@@ -393,8 +393,10 @@ class LedgerService:
             if served is None or product not in served:
                 row["result"] = (Result.POINT_UNKNOWN if served is None else Result.PRODUCT_NOT_SERVED).value
                 return self._apply(conn, row, None)
-            return self._apply(conn, row, decide_rebind(state, self.terms_for(conn, state.rule_version_id),
-                                                        point, now))
+            decision = decide_rebind(state, self.terms_for(conn, state.rule_version_id), point, now)
+            if decision.ok:  # a renewal waiting to take over (rolling refresh) follows the card's station
+                repo.move_pending_home(conn, key, now, point)
+            return self._apply(conn, row, decision)
 
     # stock and reads (one short transaction each; see quota.ledger_reports) -----------------------
     def deliver_stock(self, delivery_id: str, point_code: str, product_code: str, quantity_qty: int,

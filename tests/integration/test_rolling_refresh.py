@@ -109,19 +109,50 @@ def test_a_refresh_that_changes_nothing_writes_nothing(
     assert rolling_rows(engine) == before
 
 
+def new_private_version(factory: sessionmaker[Session]) -> None:
+    """Private cars' gasoline from 19 November: 30 L (+ 20 L free) every 14 days."""
+    with factory.begin() as s:
+        private = {r.code: r for _, r in rules_repository.current(s, date(2026, 11, 19))}["gasoline_private"]
+        rules_repository.add_version(s, private.model_copy(update={
+            "amount": private.amount.model_copy(update={"base_qty": 30_000}),
+            "period": private.period.model_copy(update={"days": 14}),
+            "effective_from": date(2026, 11, 19)}), "test")
+
+
+def test_a_renewal_keeps_the_station_the_card_is_tied_to(
+    ledger: LedgerService, session_factory: sessionmaker[Session]
+) -> None:
+    """RULES.md: a card is tied to its last station, changes limited per period. A new rule version's
+    renewal must not untie it (every private car could then bind anew), and a change of station made
+    while the renewal waits for the running window to end is the renewal's station too."""
+    with session_factory.begin() as s:
+        s.execute(insert(Point), [{"code": "PUMP2", "name_ar": "محطة ٢", "name_en": "Pump 2",
+                                   "kind": "fuel_station", "governorate": "damascus",
+                                   "products": ["gasoline"], "active": True}])
+    refresh(session_factory, DAY1)
+    started = DAY1 + timedelta(hours=1)
+    assert fill(ledger, 1, 10_000, started)[0] == "ok"  # tied to PUMP
+    new_private_version(session_factory)
+    refresh(session_factory, DAY2)  # the renewal waits for the running window to end
+    assert [r["home_point_code"] for r in gasoline(session_factory, 1)] == ["PUMP", "PUMP"]
+    moved = ledger.rebind(str(uuid.uuid4()), "vehicle", 1, "gasoline", "PUMP2", "supervisor", DAY2)
+    assert moved.result == "ok"
+    nxt = started + timedelta(days=7, hours=1)
+    assert fill(ledger, 1, 10_000, nxt)[0] == "point_not_bound"
+    out = ledger.redeem(Redemption(str(uuid.uuid4()), "V000001", "gasoline", 10_000, "PUMP2",
+                                   nxt + timedelta(minutes=2)))
+    assert out.result == "ok" and out.remaining_qty == 40_000  # the new version's window, at PUMP2
+
+
 def test_a_new_rule_version_applies_from_the_next_window_and_the_running_one_keeps_its_amount(
     ledger: LedgerService, session_factory: sessionmaker[Session]
 ) -> None:
     refresh(session_factory, DAY1)
     started = DAY1 + timedelta(hours=1)
     assert fill(ledger, 1, 10_000, started) == ("ok", 30_000)  # 20 L subsidised + 20 L free
+    new_private_version(session_factory)
     with session_factory.begin() as s:
         rules = {r.code: r for _, r in rules_repository.current(s, date(2026, 11, 19))}
-        private = rules["gasoline_private"]
-        rules_repository.add_version(s, private.model_copy(update={
-            "amount": private.amount.model_copy(update={"base_qty": 30_000}),
-            "period": private.period.model_copy(update={"days": 14}),
-            "effective_from": date(2026, 11, 19)}), "test")
         second = rules["gasoline_second_car"]
         rules_repository.add_version(s, second.model_copy(update={
             "amount": second.amount.model_copy(update={"base_qty": 25_000}), "fill_cap_qty": 25_000,
