@@ -24,7 +24,7 @@ import httpx
 
 from reader_agent.agent import PointAgent
 from reader_agent.client import BackendClient
-from reader_agent.outbox import Outbox
+from reader_agent.outbox import Outbox, OutboxBusy
 from reader_agent.protocol import HolderType
 from reader_agent.virtual_card.applet import Applet
 from reader_agent.virtual_card.state import CardStore
@@ -94,10 +94,14 @@ def main() -> None:
     device = api.post(f"/api/v1/points/{point}/devices", json={"name": "demo-agent"})
     device.raise_for_status()
 
+    try:  # before any reader or card is set up: a second demo on this outbox leaves nothing behind
+        outbox = Outbox(args.state_dir.parent / "agent" / "demo-outbox.sqlite3")
+    except OutboxBusy as exc:
+        raise SystemExit(f"demo tap: {exc}") from None
     harness = _ensure_readers()
     card = VpcdCard(Applet(state, store.save), port=PORT).insert()
     client = BackendClient(args.api, device.json()["token"])
-    agent = PointAgent(client, Outbox(args.state_dir.parent / "agent" / "demo-outbox.sqlite3"), point)
+    agent = PointAgent(client, outbox, point)
     agent.load_keys()
     try:
         tap = _tap_when_present(agent)
