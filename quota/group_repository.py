@@ -44,10 +44,11 @@ def lock(
     entry_ids: Sequence[str],
     pairs: Sequence[tuple[str, str]],
 ) -> tuple[dict[repo.HolderKey, AllowanceState], dict[str, dict[str, Any]], dict[tuple[str, str], int]]:
-    """Allowance rows locked in id order, entries already stored under these ids, tracked stock."""
+    """Allowance rows locked in id order, entries already stored under these ids, tracked stock less
+    what pending holds set aside."""
     if not is_pg(conn):
         return (repo.lock_current_allowances(conn, keys, now), repo.find_entries(conn, entry_ids),
-                stock_repo.lock_stock(conn, pairs))
+                stock_repo.lock_available(conn, pairs, now))
     rows, entries, stock = pg.lock_phase(conn, sorted(set(keys)), now, sorted(set(entry_ids)),
                                          sorted(set(pairs)))
     states = [AllowanceState._make(row) for row in rows]

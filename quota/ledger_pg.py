@@ -108,6 +108,16 @@ _LOCK_STOCK = (
     "JOIN json_to_recordset(%(pairs)s::json) AS k(pt text, pr text) "
     "ON s.point_code = k.pt AND s.product_code = k.pr ORDER BY s.point_code, s.product_code FOR UPDATE OF s"
 )
+# The group's view of a tracked pair: its balance less what unexpired pending pump holds there reserve
+# (a reservation sets the stock aside: a redemption must not take the fuel a running pump was promised).
+_LOCK_AVAILABLE = (
+    "SELECT s.point_code, s.product_code, s.delivered_qty - s.dispensed_qty - COALESCE(("
+    "SELECT sum(h.reserved_qty) FROM holds h JOIN allowances a ON a.id = h.allowance_id "
+    "WHERE h.point_code = s.point_code AND h.state = 'pending' AND h.expires_at > %(now)s "
+    "AND a.product_code = s.product_code), 0) FROM point_stock s "
+    "JOIN json_to_recordset(%(pairs)s::json) AS k(pt text, pr text) "
+    "ON s.point_code = k.pt AND s.product_code = k.pr ORDER BY s.point_code, s.product_code FOR UPDATE OF s"
+)
 _ADD_DISPENSED = (
     "UPDATE point_stock s SET dispensed_qty = s.dispensed_qty + k.d "
     "FROM json_to_recordset(%(rows)s::json) AS k(pt text, pr text, d bigint) "
@@ -179,8 +189,9 @@ def lock_phase(
     entry_ids: list[str],
     pairs: list[tuple[str, str]],
 ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]], list[tuple[Any, ...]]]:
-    """Materialise and lock the allowances, then read stored entries and lock the stock rows, in one
-    round trip (grants a period opened become ``allowances`` rows when first touched: grant_repository).
+    """Materialise and lock the allowances, then read stored entries and lock the stock rows (their
+    balance less what pending holds set aside), in one round trip (grants a period opened become
+    ``allowances`` rows when first touched: grant_repository).
 
     The server runs them in order, so the entries are read after the locks are held: an id committed
     by a group that held one of these rows is seen (a racing id on no shared row is caught by the
@@ -196,7 +207,8 @@ def lock_phase(
         entries_cur = raw.cursor(row_factory=dict_row)
         entries_cur.execute(_ENTRIES, {"ids": _doc(entry_ids)})
         stock_cur = raw.cursor()
-        stock_cur.execute(_LOCK_STOCK, {"pairs": _doc([{"pt": p, "pr": q} for p, q in pairs])})
+        stock_cur.execute(_LOCK_AVAILABLE, {"pairs": _doc([{"pt": p, "pr": q} for p, q in pairs]),
+                                            "now": now})
     locked = lock_cur.fetchall() if keys else []
     return locked, entries_cur.fetchall(), stock_cur.fetchall()
 

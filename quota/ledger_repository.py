@@ -324,6 +324,18 @@ def move_pending_home(conn: Connection, key: HolderKey, now: datetime, point_cod
     )
 
 
+def start_pending_renewal(conn: Connection, key: HolderKey, now: datetime) -> None:
+    """Move the start of the holder's untouched row waiting to take over (a rolling renewal) to ``now``."""
+    a = ALLOWANCES.c
+    conn.execute(
+        update(ALLOWANCES)
+        .where(a.holder_type == key[0], a.holder_id == key[1], a.product_code == key[2],
+               a.period_start > now.astimezone(UTC), a.period_end.is_(None), a.used_qty == 0,
+               a.held_qty == 0)
+        .values(period_start=now.astimezone(UTC))
+    )
+
+
 def allowances_off_the_journal(conn: Connection, limit: int) -> list[AllowanceFigures]:
     """Allowance rows whose ``used`` differs from their journal, whose ``held`` differs from their pending
     holds, or that are overdrawn, by id, at most ``limit`` (``quota.domain.audit``). One statement, so

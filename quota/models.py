@@ -128,6 +128,11 @@ class Seal(Base):
 
 class Hold(Base):
     __tablename__ = "holds"
+    # the pending holds of a point (stock they set aside, read by every group at a tracked point)
+    __table_args__ = (
+        Index("ix_holds_pending_point", "point_code", postgresql_where=text("state = 'pending'"),
+              sqlite_where=text("state = 'pending'")),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     allowance_id: Mapped[int] = mapped_column(BigInteger, index=True)

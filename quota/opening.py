@@ -475,10 +475,9 @@ def _plan(
         c_zero = (c_b == 0) & (c_net == 0)
         c_roll = c_in & np.isin(c_v, rolling)
         same = np.where(t_has, c_in & (c_v == t_v) & (c_b == t_b) & (c_net == t_g), ~c_in | c_zero | ~c_roll)
-        c_row_untouched = (
-            c_in & (c.ids > 0) & (c.end_us == -1) & (c.used_qty == 0) & (c.held_qty == 0)
-            & (c.topup_qty == 0) & (c.carried_qty == 0)
-        )  # fmt: skip
+        # a current row with no window open is changed in place; a top-up or carry it holds stays on it
+        # (write_rolling adds them to the new grant): a renewal row would hide them
+        c_row_untouched = c_in & (c.ids > 0) & (c.end_us == -1) & (c.used_qty == 0) & (c.held_qty == 0)
         start = np.select(
             [~c_in, (c.ids == 0) & (c.end_us == -1), c.end_us > now_us],
             [np.full(len(holders), slot_us), c.start_us, c.end_us],

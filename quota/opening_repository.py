@@ -279,6 +279,9 @@ _ROLLING_ROWS = (
 )
 # A row the ledger has not touched: no window started, nothing used, held or topped up.
 _UNTOUCHED = "period_end IS NULL AND used_qty = 0 AND held_qty = 0 AND topup_qty = 0 AND carried_qty = 0"
+# A row a refresh may set in place: no window open and nothing drawn or held; a one-off top-up or carry on
+# it is kept and added to the new grant.
+_SETTABLE = "period_end IS NULL AND used_qty = 0 AND held_qty = 0"
 
 
 def product_rows(conn: Connection, holder_type: str, product_code: str) -> grants.Entries:
@@ -374,9 +377,10 @@ def write_rolling(conn: Connection, w: RollingWrites) -> None:
         if len(w.set_ids):
             conn.execute(
                 text(
-                    "UPDATE allowances a SET rule_version_id = s.v, base_qty = s.b, granted_qty = s.g "
+                    "UPDATE allowances a SET rule_version_id = s.v, base_qty = s.b, "
+                    "granted_qty = s.g + a.topup_qty + a.carried_qty "
                     "FROM unnest(CAST(:ids AS bigint[]), CAST(:v AS int[]), CAST(:b AS bigint[]), "
-                    f"CAST(:g AS bigint[])) AS s(id, v, b, g) WHERE a.id = s.id AND a.{_UNTOUCHED}"
+                    f"CAST(:g AS bigint[])) AS s(id, v, b, g) WHERE a.id = s.id AND a.{_SETTABLE}"
                 ),
                 {"ids": w.set_ids.tolist(), "v": w.set_versions.tolist(), "b": w.set_base_qty.tolist(),
                  "g": w.set_granted_qty.tolist()},
@@ -412,8 +416,9 @@ def write_rolling(conn: Connection, w: RollingWrites) -> None:
     if len(w.set_ids):
         conn.execute(
             update(_TABLE)
-            .where(_A.id == bindparam("row_id"), *untouched)
-            .values(rule_version_id=bindparam("v"), base_qty=bindparam("b"), granted_qty=bindparam("g")),
+            .where(_A.id == bindparam("row_id"), *untouched[:3])  # _SETTABLE: a top-up or carry stays
+            .values(rule_version_id=bindparam("v"), base_qty=bindparam("b"),
+                    granted_qty=bindparam("g") + _A.topup_qty + _A.carried_qty),
             [{"row_id": i, "v": v, "b": b, "g": g}
              for i, v, b, g in zip(w.set_ids.tolist(), w.set_versions.tolist(), w.set_base_qty.tolist(),
                                    w.set_granted_qty.tolist(), strict=True)],

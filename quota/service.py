@@ -186,6 +186,14 @@ class LedgerService:
             return False
         return balance - repo.pending_hold_qty(conn, point, product, now) < quantity_qty
 
+    @staticmethod
+    def _reopen_renewal(conn: Connection, before: AllowanceState, decision: Decision, now: datetime) -> None:
+        """A hold that opened a rolling window and dispensed nothing closes it again (``decide_release``);
+        a renewal the daily refresh placed at that window's end then takes over now, or the next fill
+        would open a whole window on the old row and the renewal a second one inside it."""
+        if decision.ok and before.period_end is not None and decision.state.period_end is None:
+            repo.start_pending_renewal(conn, (before.holder_type, before.holder_id, before.product_code), now)
+
     def _settle(self, hold_id: str, step: str, dispensed_qty: int, now: datetime | None,
                 point: str | None = None) -> Outcome:
         now = now or self.clock()
@@ -217,6 +225,7 @@ class LedgerService:
             terms = self.terms_for(conn, state.rule_version_id)
             if step == "post" and not expired:
                 decision = decide_post(state, terms, reserved, dispensed_qty, hold["point_code"], now)
+                self._reopen_renewal(conn, state, decision, now)
                 if decision.ok:
                     repo.set_hold_state(conn, hold_id, "posted", dispensed_qty)
                     row.update(quantity_qty=decision.debit_qty, price_minor=decision.price_minor)
@@ -224,7 +233,8 @@ class LedgerService:
                     balance = stock_repo.lock_stock(conn, [pair]).get(pair)
                     if balance is not None and decision.debit_qty:
                         # What the pump dispensed is posted whatever the books say; a balance it takes
-                        # below zero is named on the entry (the stock report shows it unreconciled).
+                        # below zero (a delivery recorded late) is named on the entry. Redemptions and
+                        # other holds leave reserved stock alone, so this is not the usual path.
                         if balance < decision.debit_qty:
                             row["reason"] = f"stock_overdrawn: balance_qty={balance - decision.debit_qty}"
                         stock_repo.add_dispensed(conn, {pair: decision.debit_qty})
@@ -232,6 +242,7 @@ class LedgerService:
             final = "voided" if step == "void" and not expired else "expired"
             repo.set_hold_state(conn, hold_id, final, None)
             release = decide_release(state, terms, reserved)
+            self._reopen_renewal(conn, state, release, now)
             if step != "post":
                 return self._apply(conn, dict(row, kind="void" if final == "voided" else "expire"), release)
             # Posting an expired hold: the expiry is journalled under its own id (the reservation

@@ -36,7 +36,7 @@ from sqlalchemy import (
 from quota import ledger_pg as pg
 from quota.dialect import is_pg
 from quota.domain.stock import AFTER, BEFORE, DeliveryPayload, PointProducts
-from quota.ledger_repository import JOURNAL
+from quota.ledger_repository import JOURNAL, pending_hold_qty
 from quota.models import StockDelivery
 
 DELIVERIES = cast(Table, StockDelivery.__table__)
@@ -72,6 +72,15 @@ def lock_stock(conn: Connection, pairs: Iterable[tuple[str, str]]) -> dict[tuple
     if is_pg(conn):
         query = query.with_for_update()
     return {(p, q): int(b) for p, q, b in conn.execute(query)}
+
+
+def lock_available(
+    conn: Connection, pairs: Iterable[tuple[str, str]], now: datetime
+) -> dict[tuple[str, str], int]:
+    """``lock_stock`` less what unexpired pending holds reserve at each pair (SQLite: one writer, so
+    the rows need no lock; PostgreSQL reads them in ``ledger_pg.lock_phase``)."""
+    balances = lock_stock(conn, pairs)
+    return {(p, q): b - pending_hold_qty(conn, p, q, now) for (p, q), b in balances.items()}
 
 
 def add_dispensed(conn: Connection, dispensed: Mapping[tuple[str, str], int]) -> None:

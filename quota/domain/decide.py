@@ -224,13 +224,14 @@ def _check_request(
         and state.home_point_code != point_code
     ):
         return Decision(Result.POINT_NOT_BOUND, state)
-    if terms.min_gap_s is not None:
-        if state.held_qty:  # a pump hold is a fill in progress: one fill at a time
-            return Decision(Result.TOO_SOON, state)
-        if state.last_redeemed_at is not None:
-            possible_at = state.last_redeemed_at + timedelta(seconds=terms.min_gap_s)
-            if now < possible_at:
-                return Decision(Result.TOO_SOON, state, possible_at=possible_at)
+    if state.held_qty and (terms.min_gap_s is not None or terms.binding_max_changes is not None):
+        # a pump hold is a fill in progress: one fill at a time where fills are spaced, or tied to a
+        # station (a card not yet tied could otherwise start pumps at two stations and fill at both)
+        return Decision(Result.TOO_SOON, state)
+    if terms.min_gap_s is not None and state.last_redeemed_at is not None:
+        possible_at = state.last_redeemed_at + timedelta(seconds=terms.min_gap_s)
+        if now < possible_at:
+            return Decision(Result.TOO_SOON, state, possible_at=possible_at)
     if state.used_qty + state.held_qty + quantity_qty > ceiling_qty(state, terms, now):
         return Decision(Result.EXCEEDS_ALLOWANCE, state)
     return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -108,17 +109,43 @@ def test_a_hold_needs_stock_and_sets_it_aside(world) -> None:  # type: ignore[no
     assert svc.hold(rid(), pop.family_card[2], "diesel", 5_000, "P2").ok
 
 
+def test_a_redemption_leaves_alone_the_stock_a_running_pump_was_promised(world) -> None:  # type: ignore[no-untyped-def]
+    svc, pop, db = world
+    track_stock(db, "P1", "diesel", 30_000)
+    hold = rid()
+    assert svc.hold(hold, pop.family_card[1], "diesel", 30_000, "P1").ok
+    at_the_till = Redemption(rid(), pop.family_card[2], "diesel", 20_000, "P1")
+    assert svc.redeem(at_the_till).result == "point_out_of_stock"
+    assert svc.post(hold, 25_000).ok and balance(db, "P1", "diesel") == 5_000
+    assert svc.redeem(Redemption(rid(), pop.family_card[2], "diesel", 5_000, "P1")).ok  # released: sold
+
+
 def test_a_post_beyond_the_tracked_stock_is_posted_and_named(world) -> None:  # type: ignore[no-untyped-def]
     svc, pop, db = world
     track_stock(db, "P1", "diesel", 30_000)
     hold = rid()
     assert svc.hold(hold, pop.family_card[1], "diesel", 30_000, "P1").ok
-    assert svc.redeem(Redemption(rid(), pop.family_card[2], "diesel", 20_000, "P1")).ok  # card at the till
-    assert svc.post(hold, 30_000).ok
+    with db.begin() as conn:  # the books corrected under the running pump (20 L found short)
+        conn.execute(text("UPDATE point_stock SET delivered_qty = delivered_qty - 20000"))
+    assert svc.post(hold, 30_000).ok  # what the pump dispensed is posted whatever the books say
     assert balance(db, "P1", "diesel") == -20_000
     with db.connect() as conn:
         reason = conn.execute(text("SELECT reason FROM journal WHERE kind = 'post'")).scalar_one()
     assert reason == "stock_overdrawn: balance_qty=-20000"
+
+
+def test_a_card_tied_to_no_station_yet_fills_at_one_pump_at_a_time(world) -> None:  # type: ignore[no-untyped-def]
+    _, pop, db = world
+    # diesel without its one-fill-a-day gap: only the binding to one station spaces the fills
+    gapless = StaticTerms((*TERMS[:2], replace(TERMS[2], min_gap_s=None), HEATING))
+    free = LedgerService(db, gapless, None, hold_ttl_s=600, clock=lambda: NOW)
+    card = pop.family_card[3]
+    first = rid()
+    assert free.hold(first, card, "diesel", 20_000, "P1").ok
+    assert free.hold(rid(), card, "diesel", 20_000, "P2").result == "too_soon"  # no second pump elsewhere
+    assert free.post(first, 20_000).ok
+    assert free.hold(rid(), card, "diesel", 10_000, "P2").result == "point_not_bound"
+    assert free.hold(rid(), card, "diesel", 10_000, "P1").ok
 
 
 def test_a_topup_after_the_rolling_window_ended_is_redeemable(world) -> None:  # type: ignore[no-untyped-def]

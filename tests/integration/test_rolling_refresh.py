@@ -210,3 +210,35 @@ def test_a_quota_line_of_an_ended_window_shows_no_past_end(
     later = DAY1 + timedelta(days=8)
     line = next(q for q in ledger.quota_for_card("V000001", later) or [] if q.product_code == "gasoline")
     assert (line.period_end, line.used_qty, line.remaining_qty) == (None, 0, 40_000)
+
+
+def test_a_hold_voided_before_a_renewal_takes_over_leaves_one_window_not_two(
+    ledger: LedgerService, session_factory: sessionmaker[Session]
+) -> None:
+    """A pump hold opens the car's window; the refresh then places a renewal at that window's end; the
+    hold is voided, which closes the window again (nothing was dispensed). The renewal takes over at
+    once: the car's next fill opens one window, and a fill days later is in that same window, not in a
+    second one the renewal would have opened inside it."""
+    refresh(session_factory, DAY1)
+    hold = str(uuid.uuid4())
+    assert ledger.hold(hold, "V000001", "gasoline", 20_000, "PUMP", DAY1 + timedelta(hours=1)).ok
+    new_private_version(session_factory)
+    refresh(session_factory, DAY2)  # a renewal waits for the window the hold opened
+    assert ledger.void(hold, DAY2 + timedelta(hours=1), point="PUMP").ok
+    assert fill(ledger, 1, 20_000, DAY2 + timedelta(hours=2)) == ("ok", 30_000)  # the new version's 50 L
+    assert fill(ledger, 1, 20_000, DAY1 + timedelta(days=8)) == ("ok", 10_000)  # the same 14-day window
+
+
+def test_a_top_up_after_a_window_ended_survives_the_refresh(
+    ledger: LedgerService, session_factory: sessionmaker[Session]
+) -> None:
+    refresh(session_factory, DAY1)
+    started = DAY1 + timedelta(hours=1)
+    assert fill(ledger, 1, 10_000, started)[0] == "ok"
+    ended = started + timedelta(days=7, hours=1)
+    topup = ledger.topup(str(uuid.uuid4()), "vehicle", 1, "gasoline", 5_000, "travel", "admin", now=ended)
+    assert topup.ok
+    new_private_version(session_factory)
+    refresh(session_factory, ended + timedelta(hours=1))
+    # the new version's 50 L and the 5 L travel top-up granted before it
+    assert fill(ledger, 1, 10_000, ended + timedelta(hours=2)) == ("ok", 45_000)
