@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -63,16 +64,26 @@ def _choose(api: httpx.Client, families: int = 50) -> tuple[str, str, str, int]:
     raise SystemExit("demo tap: no family card with quota found")
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--api", default="http://127.0.0.1:8000")
     parser.add_argument("--username", default="admin")
-    parser.add_argument("--password", required=True)
+    # from the environment by default: a password on the command line is visible to every local user
+    # (ps), and a generated one may begin with "-", which argparse would take for an option
+    parser.add_argument("--password", default=os.environ.get("DEMO_ADMIN_PASSWORD"),
+                        help="default: $DEMO_ADMIN_PASSWORD")
     parser.add_argument("--state-dir", type=Path, default=Path("var/cards"))
     parser.add_argument("--clerk-port", type=int, default=8001, help="clerk page on 127.0.0.1 (0: none)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not args.password:
+        parser.error("the admin password: --password or DEMO_ADMIN_PASSWORD")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
 
     api = httpx.Client(base_url=args.api, timeout=10)
     _wait_healthy(api)
