@@ -233,8 +233,9 @@ class LedgerService:
                     balance = stock_repo.lock_stock(conn, [pair]).get(pair)
                     if balance is not None and decision.debit_qty:
                         # What the pump dispensed is posted whatever the books say; a balance it takes
-                        # below zero (a delivery recorded late) is named on the entry. Redemptions and
-                        # other holds leave reserved stock alone, so this is not the usual path.
+                        # below zero (a delivery recorded late) is named on the entry, and the stock
+                        # report marks the pair overdrawn. Redemptions and other holds leave reserved
+                        # stock alone, so this is not the usual path.
                         if balance < decision.debit_qty:
                             row["reason"] = f"stock_overdrawn: balance_qty={balance - decision.debit_qty}"
                         stock_repo.add_dispensed(conn, {pair: decision.debit_qty})

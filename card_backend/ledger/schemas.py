@@ -109,6 +109,9 @@ class StockBalanceOut(BaseModel):
     journal_dispensed_qty: int = Field(description="Dispensed according to the journal, all time.")
     recorded_delivered_qty: int = Field(description="Sum of the recorded deliveries, all time.")
     reconciled: bool
+    overdrawn: bool = Field(description="The balance now is below zero: more was dispensed than the "
+                                        "recorded deliveries brought (a delivery not recorded, or a "
+                                        "pump post beyond the books).")
 
 
 class StockDayOut(BaseModel):

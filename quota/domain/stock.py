@@ -114,5 +114,6 @@ def daily_balances(
             "opening_qty": opening[pair], "closing_qty": balance[pair],
             "journal_dispensed_qty": sums["dispensed"], "recorded_delivered_qty": sums["delivered"],
             "reconciled": sums["dispensed"] == dispensed_qty and sums["delivered"] == delivered_qty,
+            "overdrawn": delivered_qty < dispensed_qty,
         })
     return balances, days

@@ -132,6 +132,8 @@ def test_a_post_beyond_the_tracked_stock_is_posted_and_named(world) -> None:  # 
     with db.connect() as conn:
         reason = conn.execute(text("SELECT reason FROM journal WHERE kind = 'post'")).scalar_one()
     assert reason == "stock_overdrawn: balance_qty=-20000"
+    (line,) = svc.stock_report("P1", NOW.date(), NOW.date())["balances"]
+    assert line["balance_qty"] == -20_000 and line["overdrawn"] is True  # the report says so too
 
 
 def test_a_card_tied_to_no_station_yet_fills_at_one_pump_at_a_time(world) -> None:  # type: ignore[no-untyped-def]
