@@ -103,20 +103,19 @@ _UPDATE_ALLOWANCES = (
                 if name != "id")
     + " FROM jsonb_array_elements(%(doc)s::jsonb) AS r WHERE a.id = (r->>0)::bigint"
 )
-_LOCK_STOCK = (
-    "SELECT s.point_code, s.product_code, s.delivered_qty - s.dispensed_qty FROM point_stock s "
+_LOCK_PAIRS = (
+    "SELECT s.point_code, s.product_code, {balance} FROM point_stock s "
     "JOIN json_to_recordset(%(pairs)s::json) AS k(pt text, pr text) "
     "ON s.point_code = k.pt AND s.product_code = k.pr ORDER BY s.point_code, s.product_code FOR UPDATE OF s"
 )
+_LOCK_STOCK = _LOCK_PAIRS.format(balance="s.delivered_qty - s.dispensed_qty")
 # The group's view of a tracked pair: its balance less what unexpired pending pump holds there reserve
 # (a reservation sets the stock aside: a redemption must not take the fuel a running pump was promised).
-_LOCK_AVAILABLE = (
-    "SELECT s.point_code, s.product_code, s.delivered_qty - s.dispensed_qty - COALESCE(("
+_LOCK_AVAILABLE = _LOCK_PAIRS.format(
+    balance="s.delivered_qty - s.dispensed_qty - COALESCE(("
     "SELECT sum(h.reserved_qty) FROM holds h JOIN allowances a ON a.id = h.allowance_id "
     "WHERE h.point_code = s.point_code AND h.state = 'pending' AND h.expires_at > %(now)s "
-    "AND a.product_code = s.product_code), 0) FROM point_stock s "
-    "JOIN json_to_recordset(%(pairs)s::json) AS k(pt text, pr text) "
-    "ON s.point_code = k.pt AND s.product_code = k.pr ORDER BY s.point_code, s.product_code FOR UPDATE OF s"
+    "AND a.product_code = s.product_code), 0)"
 )
 _ADD_DISPENSED = (
     "UPDATE point_stock s SET dispensed_qty = s.dispensed_qty + k.d "

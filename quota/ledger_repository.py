@@ -20,7 +20,9 @@ import psycopg
 from sqlalchemy import (
     Connection,
     DateTime,
+    Select,
     Table,
+    Update,
     bindparam,
     func,
     insert,
@@ -298,42 +300,46 @@ def entries_after(conn: Connection, seq: int, kinds: Sequence[str], limit: int) 
     return [entry_row(row) for row in conn.execute(query).mappings()]
 
 
-def journal_used_by_allowance(conn: Connection) -> dict[int, int]:
-    """Sum of the successful debits and credits of ``used`` per allowance in its current window
-    (invariant 2). Top-ups move ``granted``, not ``used``; a rolling row counts from its window start."""
-    a = ALLOWANCES
-    rows = conn.execute(
-        select(JOURNAL.c.allowance_id, func.sum(JOURNAL.c.quantity_qty))
-        .join(a, a.c.id == JOURNAL.c.allowance_id)
+def _journal_used() -> Select[Any]:
+    """Per allowance, the sum of the successful debits and credits of ``used`` in its current window
+    (invariant 2): ``aid``, ``qty``. Top-ups move ``granted``, not ``used``; a rolling row counts from
+    its window start."""
+    owner = ALLOWANCES.alias("owner")
+    return (
+        select(JOURNAL.c.allowance_id.label("aid"), func.sum(JOURNAL.c.quantity_qty).label("qty"))
+        .join(owner, owner.c.id == JOURNAL.c.allowance_id)
         .where(JOURNAL.c.result == "ok", JOURNAL.c.kind.in_(["redeem", "post", "reverse"]),
-               JOURNAL.c.created_at >= a.c.period_start)
+               JOURNAL.c.created_at >= owner.c.period_start)
         .group_by(JOURNAL.c.allowance_id)
     )
-    return {int(a): int(q) for a, q in rows}
+
+
+def journal_used_by_allowance(conn: Connection) -> dict[int, int]:
+    """What the journal says each allowance has used (``_journal_used``)."""
+    return {int(a): int(q) for a, q in conn.execute(_journal_used())}
+
+
+def _update_waiting(key: HolderKey, now: datetime) -> Update:
+    """An UPDATE of the holder's rows that start after ``now`` and nothing has drawn or held from: a
+    rolling renewal waiting for the running window to end (``quota.opening``'s refresh), or a period
+    opened ahead."""
+    a = ALLOWANCES.c
+    return update(ALLOWANCES).where(
+        a.holder_type == key[0], a.holder_id == key[1], a.product_code == key[2],
+        a.period_start > now.astimezone(UTC), a.used_qty == 0, a.held_qty == 0,
+    )
 
 
 def move_pending_home(conn: Connection, key: HolderKey, now: datetime, point_code: str) -> None:
-    """Set the home point of the holder's rows that start after ``now`` and nobody has touched (a rolling
-    renewal waiting for the running window to end), so the station a card moves to stays its station."""
-    a = ALLOWANCES.c
-    conn.execute(
-        update(ALLOWANCES)
-        .where(a.holder_type == key[0], a.holder_id == key[1], a.product_code == key[2],
-               a.period_start > now.astimezone(UTC), a.used_qty == 0, a.held_qty == 0)
-        .values(home_point_code=point_code)
-    )
+    """Set the home point of the rows waiting to take over, so the station a card moves to stays its
+    station."""
+    conn.execute(_update_waiting(key, now).values(home_point_code=point_code))
 
 
 def start_pending_renewal(conn: Connection, key: HolderKey, now: datetime) -> None:
-    """Move the start of the holder's untouched row waiting to take over (a rolling renewal) to ``now``."""
-    a = ALLOWANCES.c
-    conn.execute(
-        update(ALLOWANCES)
-        .where(a.holder_type == key[0], a.holder_id == key[1], a.product_code == key[2],
-               a.period_start > now.astimezone(UTC), a.period_end.is_(None), a.used_qty == 0,
-               a.held_qty == 0)
-        .values(period_start=now.astimezone(UTC))
-    )
+    """Let a waiting rolling renewal (no window of its own yet) take over at ``now``."""
+    conn.execute(_update_waiting(key, now).where(ALLOWANCES.c.period_end.is_(None))
+                 .values(period_start=now.astimezone(UTC)))
 
 
 def allowances_off_the_journal(conn: Connection, limit: int) -> list[AllowanceFigures]:
@@ -342,15 +348,7 @@ def allowances_off_the_journal(conn: Connection, limit: int) -> list[AllowanceFi
     on PostgreSQL both sides come from one snapshot and a group committing meanwhile cannot make a row
     look off."""
     a = ALLOWANCES
-    owner = ALLOWANCES.alias("owner")
-    journal = (
-        select(JOURNAL.c.allowance_id.label("aid"), func.sum(JOURNAL.c.quantity_qty).label("qty"))
-        .join(owner, owner.c.id == JOURNAL.c.allowance_id)
-        .where(JOURNAL.c.result == "ok", JOURNAL.c.kind.in_(["redeem", "post", "reverse"]),
-               JOURNAL.c.created_at >= owner.c.period_start)
-        .group_by(JOURNAL.c.allowance_id)
-        .subquery()
-    )
+    journal = _journal_used().subquery()
     holds = (
         select(HOLDS.c.allowance_id.label("aid"), func.sum(HOLDS.c.reserved_qty).label("qty"))
         .where(HOLDS.c.state == "pending")

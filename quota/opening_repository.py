@@ -358,9 +358,10 @@ _O_COLUMNS = ", ".join(f"o.{c.strip()}" for c in COLUMNS.split(","))
 
 def write_rolling(conn: Connection, w: RollingWrites) -> None:
     """Apply a rolling refresh in bulk. A renewal row keeps the holder's station (``_HOME_BEFORE``). A
-    row is set or dropped only while untouched: one a redemption
-    started meanwhile keeps its window (the next refresh looks again); an insert that meets a row of
-    the same start (a grant materialised meanwhile) is skipped the same way."""
+    row is set only while no window is open on it and nothing is drawn or held (its top-up or carry
+    stays), and dropped only while untouched: one a redemption started meanwhile keeps its window (the
+    next refresh looks again); an insert that meets a row of the same start (a grant materialised
+    meanwhile) is skipped the same way."""
     if is_pg(conn):
         if len(w.new_holder_ids):
             _temp(conn)
@@ -410,13 +411,12 @@ def write_rolling(conn: Connection, w: RollingWrites) -> None:
                    _A.period_end.is_(None), _A.used_qty == 0)
             .values(home_point_code=text(_HOME_BEFORE.format(row="allowances")))
         )
-    untouched = (
-        _A.period_end.is_(None), _A.used_qty == 0, _A.held_qty == 0, _A.topup_qty == 0, _A.carried_qty == 0
-    )
+    settable = (_A.period_end.is_(None), _A.used_qty == 0, _A.held_qty == 0)  # _SETTABLE
+    untouched = (*settable, _A.topup_qty == 0, _A.carried_qty == 0)  # _UNTOUCHED
     if len(w.set_ids):
         conn.execute(
             update(_TABLE)
-            .where(_A.id == bindparam("row_id"), *untouched[:3])  # _SETTABLE: a top-up or carry stays
+            .where(_A.id == bindparam("row_id"), *settable)
             .values(rule_version_id=bindparam("v"), base_qty=bindparam("b"),
                     granted_qty=bindparam("g") + _A.topup_qty + _A.carried_qty),
             [{"row_id": i, "v": v, "b": b, "g": g}

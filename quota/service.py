@@ -180,11 +180,8 @@ class LedgerService:
         Reserving sets the stock aside too: two pumps started on the last 50 L cannot both be granted.
         The stock row is locked after the allowance, as the engine locks it, so reservations at one
         point are serialised."""
-        pair = (point, product)
-        balance = stock_repo.lock_stock(conn, [pair]).get(pair)
-        if balance is None:
-            return False
-        return balance - repo.pending_hold_qty(conn, point, product, now) < quantity_qty
+        available = stock_repo.lock_available(conn, [(point, product)], now).get((point, product))
+        return available is not None and available < quantity_qty
 
     @staticmethod
     def _reopen_renewal(conn: Connection, before: AllowanceState, decision: Decision, now: datetime) -> None:
