@@ -52,14 +52,29 @@ _HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
 _TRAILER = b"\xff\xff"
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+
+def home_before(holder_type: str, holder_id: str, product_code: str, period_start: str) -> str:
+    """SQL for the station a holder was last tied to for a product, on a row before ``period_start``
+    (RULES.md: a card is tied to its last station). A new period's row, or a rolling renewal, starts
+    from it, so a new week or month does not let a card bind anew; the period's changes start at 0."""
+    return (
+        "(SELECT p.home_point_code FROM allowances p "
+        f"WHERE p.holder_type = {holder_type} AND p.holder_id = {holder_id} "
+        f"AND p.product_code = {product_code} AND p.period_start < {period_start} "
+        "AND p.home_point_code IS NOT NULL ORDER BY p.period_start DESC LIMIT 1)"
+    )
+
+
 # Insert the allowance rows of live grants not yet in ``allowances`` for the group's keys, in key
 # order (so two groups materialising the same keys wait for each other instead of deadlocking).
-# Run before the group locks its rows; ``%(keys)s`` is the lock statement's JSON document.
+# Run before the group locks its rows; ``%(keys)s`` is the lock statement's JSON document. The home
+# point is looked up only for the rows inserted (a holder's first touch of the period).
 MATERIALISE = (
     "INSERT INTO allowances (holder_type, holder_id, product_code, rule_version_id, period_start, "
-    "period_end, base_qty, granted_qty, carried_qty) "
+    "period_end, base_qty, granted_qty, carried_qty, home_point_code) "
     "SELECT k.t, k.i, k.p, o.rule_version_id, o.period_start, o.period_end, "
-    "COALESCE(grant_qty(g.base_qty, x.ix), x.q), x.q, COALESCE(grant_qty(g.carried_qty, x.ix), 0) "
+    "COALESCE(grant_qty(g.base_qty, x.ix), x.q), x.q, COALESCE(grant_qty(g.carried_qty, x.ix), 0), "
+    + home_before("k.t", "k.i", "k.p", "o.period_start") + " "
     "FROM json_to_recordset(%(keys)s::json) AS k(t text, i bigint, p text) "
     "JOIN period_openings o ON o.holder_type = k.t AND o.product_code = k.p AND o.run_id IS NOT NULL "
     "AND o.period_start <= %(now)s AND (o.period_end IS NULL OR o.period_end > %(now)s) "

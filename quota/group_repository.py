@@ -64,11 +64,16 @@ def write(
     states: Sequence[AllowanceState],
     journal: Sequence[Mapping[str, Any]],
     dispensed: Mapping[tuple[str, str], int],
+    bound: Sequence[tuple[repo.HolderKey, str]],
+    now: datetime,
 ) -> None:
+    """``bound``: keys whose card was tied to its first station in this group, with the station."""
     if not is_pg(conn):
         repo.write_allowances(conn, states)
         repo.insert_entries(conn, journal)
         stock_repo.add_dispensed(conn, dispensed)
+        repo.adopt_pending_homes(conn, bound, now)
         return
     pg.write_phase(conn, [repo.allowance_doc(s) for s in states], journal,
-                   [(p, q, d) for (p, q), d in sorted(dispensed.items()) if d])
+                   [(p, q, d) for (p, q), d in sorted(dispensed.items()) if d],
+                   [(*key, point) for key, point in sorted(bound)], now)

@@ -123,6 +123,22 @@ _ADD_DISPENSED = (
     "WHERE s.point_code = k.pt AND s.product_code = k.pr"
 )
 
+# A first binding's station for the holder's waiting rows that have none (``adopt_pending_homes``).
+_ADOPT_HOMES = (
+    "UPDATE allowances a SET home_point_code = k.pt "
+    "FROM json_to_recordset(%(rows)s::json) AS k(t text, i bigint, p text, pt text) "
+    "WHERE a.holder_type = k.t AND a.holder_id = k.i AND a.product_code = k.p "
+    "AND a.period_start > %(now)s AND a.used_qty = 0 AND a.held_qty = 0 AND a.home_point_code IS NULL"
+)
+
+
+def _bound_doc(bound: Sequence[tuple[str, int, str, str]]) -> str:
+    return _doc([{"t": t, "i": i, "p": p, "pt": pt} for t, i, p, pt in bound])
+
+
+def adopt_pending_homes(conn: Connection, bound: Sequence[tuple[str, int, str, str]], now: datetime) -> None:
+    _raw(conn).execute(_ADOPT_HOMES, {"rows": _bound_doc(bound), "now": now})
+
 
 def cards(conn: Connection, serials: list[str]) -> list[tuple[Any, ...]]:
     return _raw(conn).execute(_CARDS, {"serials": _doc(serials)}).fetchall()
@@ -217,10 +233,15 @@ def write_phase(
     allowances: Sequence[Sequence[Any]],
     journal: Sequence[Mapping[str, Any]],
     dispensed: list[tuple[str, str, int]],
+    bound: Sequence[tuple[str, int, str, str]],
+    now: datetime,
 ) -> None:
-    """The group's UPDATE, INSERT and stock update, sent together."""
+    """The group's UPDATE, INSERT and stock update (and the stations of first bindings for rows
+    waiting to take over, rare), sent together."""
     raw = _raw(conn)
     with raw.pipeline():
+        if bound:
+            raw.execute(_ADOPT_HOMES, {"rows": _bound_doc(bound), "now": now})
         if allowances:
             raw.execute(_UPDATE_ALLOWANCES, {"doc": _doc(list(allowances))})
         if journal:

@@ -336,6 +336,20 @@ def move_pending_home(conn: Connection, key: HolderKey, now: datetime, point_cod
     conn.execute(_update_waiting(key, now).values(home_point_code=point_code))
 
 
+def adopt_pending_homes(conn: Connection, bound: Sequence[tuple[HolderKey, str]], now: datetime) -> None:
+    """A card's first station (``bound``: each key and the point it was tied to now) is also the
+    station of its rows waiting to take over that have none yet: a rolling renewal the refresh placed
+    before the first fill, or a period opened ahead. Without it the next window would bind anew."""
+    if not bound:
+        return
+    if is_pg(conn):
+        pg.adopt_pending_homes(conn, [(*key, point) for key, point in sorted(bound)], now)
+        return
+    for key, point in sorted(bound):
+        conn.execute(_update_waiting(key, now).where(ALLOWANCES.c.home_point_code.is_(None))
+                     .values(home_point_code=point))
+
+
 def start_pending_renewal(conn: Connection, key: HolderKey, now: datetime) -> None:
     """Let a waiting rolling renewal (no window of its own yet) take over at ``now``."""
     conn.execute(_update_waiting(key, now).where(ALLOWANCES.c.period_end.is_(None))

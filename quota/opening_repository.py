@@ -184,6 +184,26 @@ def _dicts(rows: Rows) -> list[dict[str, Any]]:
     ]
 
 
+_HOME_OF_ROW = grants.home_before(
+    "allowances.holder_type", "allowances.holder_id", "allowances.product_code", "allowances.period_start"
+)
+
+
+def _inherit_homes(conn: Connection, rows: Rows) -> None:
+    """Rows written directly (not as grants) start at the station the holder was last tied to, as a
+    grant does when the ledger materialises it (``grants.MATERIALISE``). Only holders with such a
+    station are written."""
+    if not rows.n:
+        return
+    conn.execute(
+        update(_TABLE)
+        .where(_A.holder_type == rows.holder_type, _A.product_code == rows.product_code,
+               _A.period_start == rows.period_start.astimezone(UTC), _A.home_point_code.is_(None),
+               text(f"{_HOME_OF_ROW} IS NOT NULL"))
+        .values(home_point_code=text(_HOME_OF_ROW))
+    )
+
+
 def insert_new(conn: Connection, batches: list[Rows], at: datetime) -> dict[int, tuple[int, int]]:
     """Rows of periods nobody has opened yet: straight bulk load.
 
@@ -195,6 +215,7 @@ def insert_new(conn: Connection, batches: list[Rows], at: datetime) -> dict[int,
         for rows in batches:
             if rows.n:
                 conn.execute(insert(_TABLE), _dicts(rows))
+                _inherit_homes(conn, rows)
         return stored
     direct: list[Rows] = []
     for holder_type in sorted({r.holder_type for r in batches}):
@@ -208,6 +229,8 @@ def insert_new(conn: Connection, batches: list[Rows], at: datetime) -> dict[int,
         stored.update({i: (run_id, slot) for slot, i in enumerate(index)})
     if direct:
         _copy(conn, "allowances", direct)
+        for rows in direct:
+            _inherit_homes(conn, rows)
     return stored
 
 
@@ -258,6 +281,7 @@ def insert_missing(conn: Connection, rows: Rows) -> int:
         subset = rows.subset(~np.isin(rows.holder_ids, existing_holders(conn, rows)))
         if subset.n:
             conn.execute(insert(_TABLE), _dicts(subset))
+            _inherit_homes(conn, subset)
         return subset.n
     _temp(conn)
     _copy(conn, "opening_rows", [rows])
@@ -268,6 +292,7 @@ def insert_missing(conn: Connection, rows: Rows) -> int:
             "AND a.product_code = o.product_code AND a.period_start = o.period_start)"
         )
     )
+    _inherit_homes(conn, rows)
     return int(result.rowcount)
 
 
@@ -348,16 +373,12 @@ def _renewal_wire(w: RollingWrites) -> bytes:
 
 # A renewal keeps the station the card is tied to (RULES.md: "tied to its last station; n changes per
 # period"): the home point of the holder's latest earlier row, which the new window's changes move.
-_HOME_BEFORE = (
-    "(SELECT p.home_point_code FROM allowances p WHERE p.holder_type = {row}.holder_type "
-    "AND p.holder_id = {row}.holder_id AND p.product_code = {row}.product_code "
-    "AND p.period_start < {row}.period_start ORDER BY p.period_start DESC LIMIT 1)"
-)
+_HOME_OF_O = grants.home_before("o.holder_type", "o.holder_id", "o.product_code", "o.period_start")
 _O_COLUMNS = ", ".join(f"o.{c.strip()}" for c in COLUMNS.split(","))
 
 
 def write_rolling(conn: Connection, w: RollingWrites) -> None:
-    """Apply a rolling refresh in bulk. A renewal row keeps the holder's station (``_HOME_BEFORE``). A
+    """Apply a rolling refresh in bulk. A renewal row keeps the holder's station (``_HOME_OF_O``). A
     row is set only while no window is open on it and nothing is drawn or held (its top-up or carry
     stays), and dropped only while untouched: one a redemption started meanwhile keeps its window (the
     next refresh looks again); an insert that meets a row of the same start (a grant materialised
@@ -371,7 +392,7 @@ def write_rolling(conn: Connection, w: RollingWrites) -> None:
             conn.execute(
                 text(
                     f"INSERT INTO allowances ({COLUMNS}, home_point_code) SELECT {_O_COLUMNS}, "
-                    f"{_HOME_BEFORE.format(row='o')} FROM opening_rows o "
+                    f"{_HOME_OF_O} FROM opening_rows o "
                     "ON CONFLICT (holder_type, holder_id, product_code, period_start) DO NOTHING"
                 )
             )
@@ -409,7 +430,7 @@ def write_rolling(conn: Connection, w: RollingWrites) -> None:
             .where(_A.holder_type == w.holder_type, _A.product_code == w.product_code,
                    _A.holder_id.in_(w.new_holder_ids.tolist()), _A.home_point_code.is_(None),
                    _A.period_end.is_(None), _A.used_qty == 0)
-            .values(home_point_code=text(_HOME_BEFORE.format(row="allowances")))
+            .values(home_point_code=text(_HOME_OF_ROW))
         )
     settable = (_A.period_end.is_(None), _A.used_qty == 0, _A.held_qty == 0)  # _SETTABLE
     untouched = (*settable, _A.topup_qty == 0, _A.carried_qty == 0)  # _UNTOUCHED

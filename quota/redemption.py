@@ -147,13 +147,15 @@ def resolve_group(
         card = cards.get(item.card_serial)
         if card is not None and card.state == "active":
             keys.extend(candidate_keys(card, item.product_code))
+    lock_now = max(nows)
     states, existing, stock = group_repo.lock(
-        conn, keys, max(nows), [i.entry_id for i in items], [(i.point_code, i.product_code) for i in items]
+        conn, keys, lock_now, [i.entry_id for i in items], [(i.point_code, i.product_code) for i in items]
     )
     dispensed: dict[tuple[str, str], int] = defaultdict(int)
     changed: dict[int, AllowanceState] = {}
     rows: list[dict[str, Any]] = []
     outcomes: list[Outcome] = []
+    bound: list[tuple[repo.HolderKey, str]] = []
     for item, now in zip(items, nows, strict=True):
         request_hash = item.payload_hash
         stored = existing.get(item.entry_id)
@@ -167,14 +169,14 @@ def resolve_group(
             "payload_hash": request_hash, "ref_entry_id": None, "actor": None, "reason": None,
             "created_at": now,
         }
-        outcome = _decide_one(item, now, cards, points, states, stock, dispensed, terms_for, conn, row)
+        outcome = _decide_one(item, now, cards, points, states, stock, dispensed, terms_for, conn, row, bound)
         if outcome.ok:
             key = (row["holder_type"], row["holder_id"], item.product_code)
             changed[states[key].id] = states[key]
         existing[item.entry_id] = row
         rows.append(row)
         outcomes.append(outcome)
-    group_repo.write(conn, list(changed.values()), rows, dispensed)
+    group_repo.write(conn, list(changed.values()), rows, dispensed, bound, lock_now)
     return outcomes
 
 
@@ -189,8 +191,10 @@ def _decide_one(
     terms_for: TermsSource,
     conn: Connection,
     row: dict[str, Any],
+    bound: list[tuple[repo.HolderKey, str]],
 ) -> Outcome:
-    """Decide one request against the group's working rows; fills its journal ``row``."""
+    """Decide one request against the group's working rows; fills its journal ``row`` (and ``bound``
+    with a card's first station)."""
     card = cards.get(item.card_serial)
     result: str
     possible_at: datetime | None = None
@@ -224,7 +228,10 @@ def _decide_one(
                 result = Result.POINT_OUT_OF_STOCK
             row["remaining_qty"] = state.remaining_qty
             if result == Result.OK:
-                states[(state.holder_type, state.holder_id, item.product_code)] = decision.state
+                key = (state.holder_type, state.holder_id, item.product_code)
+                states[key] = decision.state
+                if state.home_point_code is None and decision.state.home_point_code is not None:
+                    bound.append((key, decision.state.home_point_code))
                 dispensed[pair] += item.quantity_qty
                 row["quantity_qty"] = decision.debit_qty
                 row["price_minor"] = decision.price_minor

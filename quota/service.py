@@ -225,6 +225,10 @@ class LedgerService:
                 self._reopen_renewal(conn, state, decision, now)
                 if decision.ok:
                     repo.set_hold_state(conn, hold_id, "posted", dispensed_qty)
+                    home = decision.state.home_point_code
+                    if state.home_point_code is None and home is not None:  # the card's first station
+                        key = (state.holder_type, state.holder_id, state.product_code)
+                        repo.adopt_pending_homes(conn, [(key, home)], now)
                     row.update(quantity_qty=decision.debit_qty, price_minor=decision.price_minor)
                     pair = (hold["point_code"], state.product_code)
                     balance = stock_repo.lock_stock(conn, [pair]).get(pair)
