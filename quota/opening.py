@@ -139,14 +139,16 @@ def open_period(
     conn = session.connection()
     repo.lock_openings(conn)  # two openers (a worker, an administrator) take turns: the second tops up
     chosen = list(rules) if rules is not None else rules_repository.current(session, day)
+    context = _context(session, day, chosen, ended) if rules is not None else []
     version_of = {r.code: vid for vid, r in chosen}
+    writes = set(version_of)
     # Points go to the allowance of the points product's own rule when there is one (its terms then
     # govern spending); otherwise they carry the version of the rule that converted them.
     points_rule = {(r.holder_type, r.product): vid for vid, r in chosen}
     prices = {p.code: p.price_per_qty for p in session.scalars(select(Product))}
     if populations is None:
         govs = governorates or population.governorates_in(conn)
-        plain = [r for _, r in chosen]
+        plain = [r for _, r in chosen + context]
         types = {r.holder_type for r in plain}
         populations = population.load(conn, types, day, govs, ages=entitlement.needs_member_ages(plain))
     read_s = time.perf_counter() - started
@@ -157,9 +159,13 @@ def open_period(
     runs: grant_repository.RunCache = {}  # grant runs read back once for all the rules
     refresh: dict[tuple[str, str], list[tuple[int, entitlement.RuleResult]]] = {}
     calendar: dict[tuple[str, str], list[entitlement.RuleResult]] = {}
-    for res in entitlement.compute([r for _, r in chosen], populations, when, tz):
+    for res in entitlement.compute([r for _, r in chosen + context], populations, when, tz):
         rule, mask = res.rule, res.allotted
         key = (rule.holder_type, rule.product)
+        if rule.code not in writes:  # a rule in force but not due: it only shadows and takes holders
+            if rule.period.kind != "rolling":
+                calendar.setdefault(key, []).append(res)
+            continue
         if rule.period.kind == "rolling":
             if repo.openings(conn, rule.holder_type, rule.product, None):
                 refresh.setdefault(key, []).append((version_of[rule.code], res))  # below, per product
@@ -230,7 +236,10 @@ def open_period(
             )
             fresh_of.append(None)
     for (holder_type, product), (code, vid) in ended:
-        (n,) = _refresh(session, holder_type, product, [], [], when, day_start, runs)
+        # holders a calendar rule of the product now serves keep it: a zero renewal would hide it
+        served = calendar.get((holder_type, product), [])
+        (n,) = _refresh(session, holder_type, product, [], [r.allotted for r in served], when, day_start,
+                        runs, served[0].cols.ids if served else None)
         report.opened.append(OpenedRule(code, vid, holder_type, product, day_start, None, n, True, 0, 0))
         fresh_of.append(None)
     loading = time.perf_counter()
@@ -259,6 +268,22 @@ def open_period(
     report.seconds = time.perf_counter() - started
     report.read_s, report.load_s = read_s, load_s
     return report
+
+
+def _context(
+    session: Session,
+    day: date,
+    chosen: Sequence[tuple[int, Rule]],
+    ended: Sequence[tuple[tuple[str, str], tuple[str, int]]],
+) -> list[tuple[int, Rule]]:
+    """The rules in force that are not being opened but share a holder type and product with one that
+    is (or with an ended rolling product): priority is decided among all of them, so a family a
+    higher-priority weekly sugar rule serves is not also given the monthly sugar that falls due, and
+    holders a calendar rule serves are left out of a rolling refresh."""
+    keys = {(r.holder_type, r.product) for _, r in chosen} | {key for key, _ in ended}
+    codes = {r.code for _, r in chosen}
+    return [(vid, r) for vid, r in rules_repository.current(session, day)
+            if (r.holder_type, r.product) in keys and r.code not in codes]
 
 
 def _slot(at: datetime, tz: ZoneInfo) -> datetime:
@@ -332,11 +357,14 @@ def _refresh(
     when: datetime,
     slot: datetime,
     runs: grant_repository.RunCache,
+    population_ids: IntArray | None = None,
 ) -> list[int]:
     """Refresh one rolling product: new holders get an allowance, holders whose next window differs
     (another version or amount, eligibility lost or regained) get a renewal row. ``members`` are the
     product's rolling rules with their results over the population (none: every rolling rule of the
-    product has ended). Returns the rows written per member (the one entry for an ended product)."""
+    product has ended; ``population_ids`` then orders ``calendar_taken``, the holders calendar rules
+    of the product serve, who are left alone). Returns the rows written per member (the one entry
+    for an ended product)."""
     conn = session.connection()
     rows = repo.product_rows(conn, holder_type, product)
     granted = grant_repository.product_grants(conn, holder_type, product, runs)
@@ -361,6 +389,11 @@ def _refresh(
             taken |= mask
         has = (given > 0) & ~taken
         target = _Target(cols.ids, has, version, base, given, cols.ids[taken])
+    elif population_ids is not None and calendar_taken:
+        n = len(population_ids)
+        taken = np.logical_or.reduce(list(calendar_taken))
+        zero = np.zeros(n, dtype=np.int64)
+        target = _Target(population_ids, np.zeros(n, dtype=bool), zero, zero, zero, population_ids[taken])
     writes = _plan(
         holder_type, product, rows, granted, rolling, target,
         grant_repository.epoch_us(when), grant_repository.epoch_us(slot),

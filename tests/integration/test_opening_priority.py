@@ -1,0 +1,106 @@
+"""The worker's openings decide rule priority among every rule in force, not only those falling due.
+
+Two defects a ministry would pay for or a family would be refused by, both through the worker's own
+``open_due`` and the ledger service, on SQLite and on PostgreSQL:
+
+- a family a higher-priority weekly sugar rule serves was also given the monthly sugar on the 1st (the
+  weekly rule was not due that day, so it shadowed nothing): two allowances of one product;
+- a rolling rule replaced by a monthly one (gas every 23 days → one a month): the daily refresh of the
+  ended rolling product gave every family that had drawn a renewal granting nothing, starting when its
+  window ended, and that row hid the month's allowance: the family was refused its December cylinder.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from card_backend.card.models import Card
+from card_backend.point.models import Point
+from quota import rules_repository
+from quota.domain.rules import Rule
+from quota.opening import open_due
+from quota.redemption import Outcome, Redemption, RuleTerms
+from quota.service import LedgerService
+from tests.integration.rules_seed import allowance_rows, seed_registry, seed_rules
+
+LARGE_FAMILY = 4  # eight living members (rules_seed)
+
+
+@pytest.fixture
+def ledger(engine: Engine, session_factory: sessionmaker[Session]) -> Iterator[LedgerService]:
+    with session_factory.begin() as s:
+        seed_registry(s)
+        seed_rules(s)
+        s.execute(insert(Point), [{"code": "OUTLET", "name_ar": "مركز", "name_en": "Outlet",
+                                   "kind": "state_outlet",
+                                   "governorate": "damascus", "products": ["sugar", "gas_cylinder"],
+                                   "active": True}])
+        s.execute(insert(Card), [{"serial": f"F{f:06d}", "holder_type": "family", "holder_id": f,
+                                  "state": "active"} for f in (1, 2, 3, LARGE_FAMILY)])
+    service = LedgerService(engine, RuleTerms(), clock=lambda: datetime(2026, 11, 1, tzinfo=UTC))
+    try:
+        yield service
+    finally:
+        if service.engine is not None:
+            service.engine.stop()
+
+
+def worker(factory: sessionmaker[Session], at: datetime) -> None:
+    with factory.begin() as s:
+        open_due(s, at)
+
+
+def draw(ledger: LedgerService, family: int, product: str, qty: int, at: datetime) -> Outcome:
+    return ledger.redeem(Redemption(str(uuid.uuid4()), f"F{family:06d}", product, qty, "OUTLET", at))
+
+
+def test_a_higher_priority_weekly_rule_shadows_the_monthly_one_that_falls_due(
+    ledger: LedgerService, session_factory: sessionmaker[Session]
+) -> None:
+    weekly = Rule.model_validate({
+        "code": "sugar_large_family_weekly", "product": "sugar", "holder_type": "family", "priority": 10,
+        "eligibility": {"family_size": {"min": 7}}, "amount": {"base_qty": 1000},
+        "period": {"kind": "week"}, "tiers": [{"name": "subsidised", "price_minor": 350}],
+        "effective_from": "2021-01-01"})
+    with session_factory.begin() as s:
+        rules_repository.add_version(s, weekly, "test")
+    worker(session_factory, datetime(2026, 11, 30, 0, 10, tzinfo=UTC))  # Monday: the week (and November)
+    tuesday = datetime(2026, 12, 1, 0, 10, tzinfo=UTC)  # 1 December: the month falls due, the week not
+    worker(session_factory, tuesday)
+    with session_factory() as s:
+        december = [r for r in allowance_rows(s, "family", [LARGE_FAMILY], "sugar")
+                    if r["period_start"].date() >= date(2026, 12, 1)]
+    assert december == []  # the large family draws weekly only
+    noon = tuesday + timedelta(hours=12)
+    assert draw(ledger, LARGE_FAMILY, "sugar", 1000, noon).result == "ok"  # this week's 1000 g
+    assert draw(ledger, LARGE_FAMILY, "sugar", 1000, noon).result == "exceeds_allowance"
+    assert draw(ledger, 1, "sugar", 2000, noon).result == "ok"  # a small family's monthly sugar opened
+
+
+def test_a_rolling_rule_replaced_by_a_monthly_one_leaves_the_month_drawable(
+    ledger: LedgerService, session_factory: sessionmaker[Session]
+) -> None:
+    november = datetime(2026, 11, 18, 9, tzinfo=UTC)
+    worker(session_factory, november)
+    assert draw(ledger, 1, "gas_cylinder", 1, november).ok  # a 23-day window, to 11 December
+    with session_factory.begin() as s:
+        gas = {r.code: r for _, r in rules_repository.current(s, november.date())}["gas_cylinder_family"]
+        rules_repository.add_version(s, gas.model_copy(update={
+            "period": gas.period.model_copy(update={"kind": "month", "days": None}),
+            "effective_from": date(2026, 12, 1)}), "test")
+    worker(session_factory, datetime(2026, 12, 1, 0, 5, tzinfo=UTC))
+    after = datetime(2026, 12, 12, 10, tzinfo=UTC)  # the old window has ended
+    taken = draw(ledger, 1, "gas_cylinder", 1, after)
+    assert (taken.result, taken.remaining_qty) == ("ok", 0)
+    for day in range(2, 21):  # the worker's later daily rounds change nothing of it
+        worker(session_factory, datetime(2026, 12, day, 0, 5, tzinfo=UTC))
+    later = datetime(2026, 12, 20, 10, tzinfo=UTC)
+    assert draw(ledger, 1, "gas_cylinder", 1, later).result == "exceeds_allowance"  # one a month
+    taken = draw(ledger, 2, "gas_cylinder", 1, later)  # a family that never drew under the old rule
+    assert (taken.result, taken.remaining_qty) == ("ok", 0)
