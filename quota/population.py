@@ -17,7 +17,7 @@ all read on the caller's connection alone, as before.
 
 Attributes are judged as of a day (the period start): ages, exclusions in force, licence states.
 A vehicle counts as excluded when it or its owner's family is on the exclusion list; its
-``nth_vehicle`` is its rank by id among the vehicles of its owner's family.
+``nth_vehicle`` is its rank by id among the vehicles of its owner's family of the same kind and fuel.
 """
 
 from __future__ import annotations
@@ -450,8 +450,15 @@ def vehicles(
         engine_cc=cc,
         model_year=year,
         licence_valid=np.isin(owner, licensed()),
-        nth_vehicle=nth_in_group(family, vid),
+        nth_vehicle=nth_in_group(_kind_in_family(family, kind, fuel), vid),
     )
+
+
+def _kind_in_family(family: IntArray, kind: IntArray, fuel: IntArray) -> IntArray:
+    """One group per family, vehicle kind and fuel: a family's "second car" is its second private
+    gasoline car, not a car that comes after the family's motorcycle or diesel van (which drew it into
+    the free-price rule for a family's later cars)."""
+    return (family.astype(np.int64) << 16) | ((kind.astype(np.int64) + 1) << 8) | (fuel.astype(np.int64) + 1)
 
 
 LOADERS = {"family": families, "person": persons, "vehicle": vehicles}

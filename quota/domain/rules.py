@@ -86,7 +86,8 @@ class Eligibility(_Strict):
     An absent predicate does not constrain. ``excluded`` defaults to ``False``: a holder on the
     exclusion list is not eligible unless a rule says otherwise. ``licence_valid`` is judged as of
     the period start. ``nth_vehicle`` is the vehicle's rank among its owner family's vehicles
-    (by id), for the "second car pays the free price" rule.
+    of the same kind and fuel (by id), for the "second car pays the free price" rule: a family's
+    motorcycle or diesel van does not make its only gasoline car a second car.
     """
 
     governorate_in: Annotated[tuple[str, ...], ListIn] | None = None

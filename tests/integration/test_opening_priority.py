@@ -17,11 +17,13 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from card_backend.card.models import Card
+from card_backend.licence.models import Licence
 from card_backend.point.models import Point
+from card_backend.vehicle.models import Vehicle
 from quota import rules_repository
 from quota.domain.rules import Rule
 from quota.opening import open_due
@@ -104,3 +106,26 @@ def test_a_rolling_rule_replaced_by_a_monthly_one_leaves_the_month_drawable(
     assert draw(ledger, 1, "gas_cylinder", 1, later).result == "exceeds_allowance"  # one a month
     taken = draw(ledger, 2, "gas_cylinder", 1, later)  # a family that never drew under the old rule
     assert (taken.result, taken.remaining_qty) == ("ok", 0)
+
+
+def test_a_familys_motorcycle_does_not_make_its_only_car_a_second_car(
+    ledger: LedgerService, session_factory: sessionmaker[Session]
+) -> None:
+    """The demo's "a family's second and later cars pay the free price only" counts cars: a family
+    whose motorcycle was registered first still fills its one private car at the subsidised price."""
+    with session_factory.begin() as s:
+        s.execute(insert(Licence), [{"id": 3, "person_id": 8, "number": "L3", "categories": "A,B",
+                                     "issued_on": date(2015, 1, 1), "expires_on": date(2030, 1, 1)}])
+        s.execute(insert(Vehicle), [
+            {"id": 10 + n, "plate": f"M{n}", "governorate": "homs", "kind": kind, "fuel": "gasoline",
+             "engine_cc": cc, "model_year": 2018, "owner_person_id": 8}
+            for n, (kind, cc) in enumerate((("motorcycle", 150), ("private", 1300), ("private", 1400)))])
+        s.execute(insert(Card), [{"serial": f"V{v:06d}", "holder_type": "vehicle", "holder_id": v,
+                                  "state": "active"} for v in (11, 12)])
+        s.execute(update(Point).where(Point.code == "OUTLET").values(products=["sugar", "gasoline"]))
+    at = datetime(2026, 11, 18, 9, tzinfo=UTC)
+    worker(session_factory, at)
+    first = ledger.redeem(Redemption(str(uuid.uuid4()), "V000011", "gasoline", 10_000, "OUTLET", at))
+    assert (first.result, first.price_minor) == ("ok", 7_500)  # 10 L at 750 a litre: subsidised
+    second = ledger.redeem(Redemption(str(uuid.uuid4()), "V000012", "gasoline", 10_000, "OUTLET", at))
+    assert (second.result, second.price_minor) == ("ok", 20_000)  # the family's second car: free price
