@@ -127,6 +127,21 @@ def block(session: Session, actor: str, serial: str, reason: str) -> CardOut:
     return CardOut.model_validate(card)
 
 
+def block_holder_cards(
+    session: Session, actor: str, holder_type: str, holder_id: int, reason: str
+) -> list[str]:
+    """Block the holder's active card (a family dissolved: nobody alive is left to draw its quota);
+    returns the serials blocked. A card already blocked, lost or replaced stays as it is."""
+    repo = CardRepository(session)
+    blocked = []
+    for card in repo.of_holder(holder_type, holder_id):
+        if card.state == states.ACTIVE:
+            _move(card, states.BLOCKED, f"{reason} ({actor})")
+            blocked.append(card.serial)
+    session.flush()
+    return blocked
+
+
 def report_lost(session: Session, actor: str, serial: str, reason: str) -> CardOut:
     card = _card(CardRepository(session), serial)
     _move(card, states.LOST, f"{reason} ({actor})")

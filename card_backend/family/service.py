@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from card_backend import governorates, nationalid
+from card_backend.card import service as card_service
 from card_backend.config import Settings
 from card_backend.errors import Conflict, DuplicateFamilyBook, DuplicateNationalId, InvalidInput, NotFound
 from card_backend.family.models import Family, Person
@@ -237,6 +238,11 @@ def death(session: Session, actor: str, family_id: int, person_id: int, died_on:
     new: dict[str, Any] = {"person_id": person.id, "alive": False, "died_on": died_on.isoformat()}
     if _dissolve_if_empty(repo, family):
         new["family_status"] = "dissolved"
+        # nobody is left to draw the family's quota: a card kept by someone else must not go on drawing
+        # the period already opened (the next opening leaves a dissolved family out)
+        blocked = card_service.block_holder_cards(session, actor, "family", family.id, "family_dissolved")
+        if blocked:
+            new["cards_blocked"] = blocked
     repo.record(family.id, EventKind.DEATH.value, actor, _now(), {"person_id": person.id, "alive": True}, new)
     return view(session, family.id)
 

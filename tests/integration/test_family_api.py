@@ -118,6 +118,26 @@ def test_birth_death_update_keep_history_with_old_and_new_values(client, auth):
     assert history[2]["old"]["alive"] is True and history[2]["new"]["died_on"] == "2024-01-02"
 
 
+def test_a_family_dissolved_by_its_last_death_has_its_card_blocked(client, auth):
+    """Nobody is left to draw the family's quota: the family card, if someone kept it, must not go on
+    drawing the period already opened. A death that leaves someone alive blocks nothing."""
+    reg = auth(Role.REGISTRAR)
+    fam = make_family(client, reg, members=2)
+    fid = fam["id"]
+    card = client.post("/api/v1/cards", json={"holder_type": "family", "holder_id": fid}, headers=reg).json()
+    spouse, head = (next(m for m in fam["members"] if m["relation"] == r) for r in ("spouse", "head"))
+    death = {"person_id": spouse["id"], "died_on": "2024-01-02"}
+    r = client.post(f"/api/v1/families/{fid}/deaths", json=death, headers=reg)
+    assert r.status_code == 200 and r.json()["status"] == "active"
+    assert client.get(f"/api/v1/cards/{card['serial']}", headers=reg).json()["state"] == "active"
+    death = {"person_id": head["id"], "died_on": "2024-03-04"}
+    r = client.post(f"/api/v1/families/{fid}/deaths", json=death, headers=reg)
+    assert r.status_code == 200 and r.json()["status"] == "dissolved"
+    assert r.json()["history"][-1]["new"]["cards_blocked"] == [card["serial"]]
+    now = client.get(f"/api/v1/cards/{card['serial']}", headers=reg).json()
+    assert now["state"] == "blocked" and now["state_reason"].startswith("family_dissolved")
+
+
 def test_marriage_split_founds_a_new_family_headed_by_the_member(client, auth):
     reg = auth(Role.REGISTRAR)
     fam = make_family(client, reg, members=3)
