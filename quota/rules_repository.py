@@ -2,8 +2,12 @@
 
 A rule is never edited in place: saving a rule with an existing code stores a new version, and the
 allowances opened under an older version keep its id, so a later edit cannot change a period already
-opened. The rule in force for a code on a day is its highest version whose effective dates cover the
-day, so an administrator can also schedule a change ahead.
+opened. The version of a code on a day is its newest (highest) version that has begun by then
+(``effective_from`` on or before the day), and the rule is in force only if that version's own
+``effective_to`` (if any) covers the day: a new version replaces every older one from its start, so
+one with an ``effective_to`` ends the rule, and an older open-ended version does not come back after
+that date. A version whose ``effective_from`` is still to come changes nothing until then, so an
+administrator can schedule a change (or an end) ahead.
 """
 
 from __future__ import annotations
@@ -96,21 +100,24 @@ def latest_versions(session: Session) -> list[RuleVersion]:
 
 
 def current(session: Session, on: date) -> list[tuple[int, Rule]]:
-    """(rule_version_id, rule) in force on ``on``: per code, the highest version covering the day.
+    """(rule_version_id, rule) in force on ``on``: per code, the newest version begun by that day, if
+    its own ``effective_to`` covers the day (a code whose newest begun version has ended is not in
+    force, whatever its older versions said).
 
     A rule of a withdrawn product (``active`` false) is not in force: no period of it opens, and
     simulate and explain leave it out; allowances already opened keep their version."""
+    top = func.max(RuleVersion.version).label("v")
+    begun = select(RuleVersion.code, top).where(RuleVersion.effective_from <= on).group_by(RuleVersion.code)
+    newest = begun.subquery()
     stmt = (
         select(RuleVersion)
-        .where(RuleVersion.effective_from <= on)
+        .join(newest, (RuleVersion.code == newest.c.code) & (RuleVersion.version == newest.c.v))
         .where((RuleVersion.effective_to.is_(None)) | (RuleVersion.effective_to >= on))
-        .order_by(RuleVersion.code, RuleVersion.version.desc())
+        .order_by(RuleVersion.code)
     )
-    out: dict[str, tuple[int, Rule]] = {}
-    for row in session.scalars(stmt):
-        out.setdefault(row.code, (row.id, rule_from_body(row.body)))
     gone = set(session.scalars(select(Product.code).where(Product.active.is_(False))))
-    return [(vid, rule) for vid, rule in out.values() if rule.product not in gone]
+    rules = [(row.id, rule_from_body(row.body)) for row in session.scalars(stmt)]
+    return [(vid, rule) for vid, rule in rules if rule.product not in gone]
 
 
 def by_ids(session: Session, ids: Sequence[int]) -> dict[int, Rule]:
