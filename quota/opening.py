@@ -313,23 +313,31 @@ def due_rules(session: Session, at: datetime, tz: ZoneInfo = UTC) -> list[tuple[
     return due
 
 
+def _rolling_live(session: Session, day: date) -> set[tuple[str, str]]:
+    return {(r.holder_type, r.product) for _, r in rules_repository.current(session, day)
+            if r.period.kind == "rolling"}
+
+
 def ended_rolling(
     session: Session, at: datetime, tz: ZoneInfo = UTC
 ) -> list[tuple[tuple[str, str], tuple[str, int]]]:
     """Products once opened with a rolling rule that has no rolling rule in force at ``at`` any more
-    (its end date passed), not yet refreshed today: their holders' next windows grant nothing."""
+    (its end date passed), not yet refreshed today: their holders' next windows grant nothing.
+
+    Once a refresh made after the end wrote nothing, every holder has had its last window placed and
+    the product is left alone (it was read in full every day, for ever); a rolling rule of it coming
+    back makes it live again."""
     conn = session.connection()
-    live = {
-        (r.holder_type, r.product)
-        for _, r in rules_repository.current(session, at.astimezone(tz).date())
-        if r.period.kind == "rolling"
-    }
+    live = _rolling_live(session, at.astimezone(tz).date())
     slot = _slot(at, tz)
-    return [
-        (key, last)
-        for key, last in repo.rolling_products(conn).items()
-        if key not in live and not repo.openings(conn, key[0], key[1], None, since=slot)
-    ]
+    ended: list[tuple[tuple[str, str], tuple[str, int]]] = []
+    for key, last in repo.rolling_products(conn).items():
+        if key in live or repo.openings(conn, key[0], key[1], None, since=slot):
+            continue
+        if last.rows == 0 and key not in _rolling_live(session, last.slot.astimezone(tz).date()):
+            continue  # the last refresh was already one after the end, and it changed nothing
+        ended.append((key, (last.rule_code, last.rule_version_id)))
+    return ended
 
 
 def open_due(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from sqlalchemy import (
@@ -535,16 +535,29 @@ def openings(
     return int(conn.execute(stmt).scalar_one())
 
 
-def rolling_products(conn: Connection) -> dict[tuple[str, str], tuple[str, int]]:
+def _utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+class RollingOpening(NamedTuple):
+    """The latest opening or refresh of a product opened with a rolling rule."""
+
+    rule_code: str
+    rule_version_id: int
+    rows: int
+    slot: datetime  # the local day it was recorded for (UTC)
+
+
+def rolling_products(conn: Connection) -> dict[tuple[str, str], RollingOpening]:
     """Products ever opened with a rolling rule (their openings have no end): (holder type, product)
-    → the rule code and version of the latest such opening."""
+    → the latest such opening or refresh."""
     po = period_openings.c
     rows = conn.execute(
-        select(po.holder_type, po.product_code, po.rule_code, po.rule_version_id)
+        select(po.holder_type, po.product_code, po.rule_code, po.rule_version_id, po.rows, po.period_start)
         .where(po.period_end.is_(None))
         .order_by(po.id)
     ).all()
-    return {(t, p): (str(c), int(v)) for t, p, c, v in rows}
+    return {(t, p): RollingOpening(str(c), int(v), int(n), _utc(at)) for t, p, c, v, n, at in rows}
 
 
 def lock_openings(conn: Connection) -> None:

@@ -166,3 +166,23 @@ def test_a_rolling_rule_ended_by_a_version_stops_granting_after_the_running_wind
     assert [q for q in lines if q.product_code == "gas_cylinder"] == []
     # a family with no running window gets nothing from December
     assert draw(ledger, 2, "gas_cylinder", 1, DEC).result == "not_eligible"
+
+
+def test_an_ended_rolling_product_is_left_alone_once_its_last_windows_are_placed(
+    ledger: LedgerService, client: TestClient, auth: Auth, session_factory: sessionmaker[Session]
+) -> None:
+    """The worker refreshed an ended rolling product every day for ever, reading all its rows: it stops
+    once a refresh after the end found nothing to write, and a rule of the product coming back makes
+    it live again."""
+    admin = auth(Role.ADMIN)
+    worker(session_factory, datetime(2026, 11, 18, 9, tzinfo=UTC))
+    assert draw(ledger, 1, "gas_cylinder", 1, datetime(2026, 11, 18, 10, tzinfo=UTC)).ok
+    put_version(client, admin, "gas_cylinder_family", effective_to="2026-11-30")
+    rounds = {day: worker(session_factory, datetime(2026, 12, day, 0, 5, tzinfo=UTC)) for day in range(1, 11)}
+    refreshed = [day for day, report in rounds.items() if opened(report, "gas_cylinder")]
+    assert refreshed == [1, 2]  # the zero renewals placed, then a refresh that changed nothing
+    assert draw(ledger, 2, "gas_cylinder", 1, datetime(2026, 12, 10, 12, tzinfo=UTC)).result == "not_eligible"
+    put_version(client, admin, "gas_cylinder_family", effective_from="2026-12-11", effective_to=None)
+    back = worker(session_factory, datetime(2026, 12, 11, 0, 5, tzinfo=UTC))
+    assert opened(back, "gas_cylinder")
+    assert draw(ledger, 2, "gas_cylinder", 1, datetime(2026, 12, 11, 12, tzinfo=UTC)).ok
