@@ -159,7 +159,7 @@ def main() -> None:
     totals = sim.totals()
     print(
         f"# population read {read:.2f} s; products {sorted(totals)}; "
-        f"sugar subsidy {totals['sugar'].subsidy_minor} minor"
+        f"sugar subsidy {totals['family', 'sugar', 'month'].subsidy_minor} minor"
     )
     print(f"bench simulate_{label} {compute:.2f} s")
     print(f"bench population_read_{label} {read:.2f} s")

@@ -89,7 +89,7 @@ class _Points:
     points: list[IntArray] = field(default_factory=list)
 
 
-def _carry(
+def carry_over(
     conn: Connection,
     res: entitlement.RuleResult,
     ids: IntArray,
@@ -97,7 +97,8 @@ def _carry(
     tz: ZoneInfo,
     runs: grant_repository.RunCache,
 ) -> unused.Rollover | None:
-    """Roll the previous period's unused first tier onto the holders being opened now."""
+    """Roll the previous period's unused first tier onto the holders being opened now (read only:
+    simulate shows it too)."""
     rule = res.rule
     prev = previous_window(rule.period, res.window, tz)
     if rule.unused.policy == "expire" or prev is None:
@@ -175,7 +176,7 @@ def open_period(
         ids = res.cols.ids
         # Whole-population arrays (0 where not allotted: base and granted are 0 where not eligible):
         # grants store them as they are; every other writer takes ``compact()`` rows.
-        roll = _carry(conn, res, ids, prices.get(rule.product, 1), tz, runs)
+        roll = carry_over(conn, res, ids, prices.get(rule.product, 1), tz, runs)
         carried = np.where(mask, roll.carried_qty, 0) if roll is not None else np.zeros_like(ids)
         granted = res.granted_qty + carried if roll is not None else res.granted_qty
         rows = repo.Rows(

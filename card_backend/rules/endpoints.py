@@ -109,7 +109,11 @@ def edit_rule(code: str, body: Rule, session: SessionDep, principal: Admin) -> R
 
 @router.post("/rules/simulate", response_model=SimulationOut)
 def simulate(body: SimulateIn, session: SessionDep, settings: SettingsDep, _: Reader) -> SimulationOut:
-    """What a rule set (default: the current one) would hand out and cost, next to the current rules."""
+    """What a rule set (default: the current one) would hand out and cost, next to the current rules.
+
+    Lines are per holder type, governorate, product and period, with per-window figures (carry-over
+    and points included, as the opening grants them) and per-year ones; ``difference`` compares the
+    per-year figures, so a period edit (a cylinder every 23 → 45 days) shows."""
     result = service.simulate(session, settings, body.rules, body.at, body.compare)
     return SimulationOut.model_validate(result, from_attributes=True)
 
@@ -125,7 +129,23 @@ def explain(
     point_code: Annotated[str | None, Query(max_length=32)] = None,
 ) -> list[dict[str, Any]]:
     """Each rule of the holder's type: predicates with the holder's values, arithmetic, period, tiers,
-    and the allowance's fill cap, gap, binding and batch state."""
+    and the allowance's fill cap, gap, binding and batch state.
+
+    It tells what the ledger does at `at`:
+
+    - **serving**: true on the one entry per product whose rule version opened the allowance the ledger
+      serves now (the latest started row, while its period runs); that entry `applies` and carries
+      `allowance` (the meters, a rolling window that has ended shown restarted as the next fill
+      restarts it, `available_qty`, and `remaining_by_tier`: what drawing the rest would cost) and the
+      `tiers` the ledger prices it with (the first holds base + carried + top-ups). Another version of
+      the same product names it in `served_by` and does not apply until the next period.
+    - **judged_on**: the day whose registry (exclusions, licences, ages) the predicates were judged on:
+      a calendar or season rule's first day of the period (as its opening judged it), a rolling rule
+      today. Where today differs, `today` holds today's outcome.
+    - **notes**: what the figures alone do not say (`code`, `ar`, `en`): a period not opened yet
+      (`period_opened` false; nothing can be drawn), an allowance served under a version that no
+      longer matches, an outcome that changed since the period began.
+    """
     return service.explain(session, settings, holder_type, holder_id, at, point_code)
 
 

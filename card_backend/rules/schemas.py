@@ -89,18 +89,52 @@ class SimulateIn(BaseModel):
 
 
 class LineOut(BaseModel):
-    governorate: str
+    """One holder type, governorate, product and period: per window (what opening one window grants)
+    and per year (the rule's recurring rate × ``windows_per_year``)."""
+
+    holder_type: str
+    governorate: str = Field(description="``*`` in ``totals``: summed over governorates.")
     product: str
+    period: str = Field(
+        description="The rules' period: day, week, month, quarter, year, rolling_<N>d, season_<from>_<to>."
+    )
+    windows_per_year: float = Field(
+        description="365 a day, 365/7 a week, 365/N rolling N days (at most), 12, 4, 1 (year, season)."
+    )
     holders: int
-    base_qty: int
-    granted_qty: int
-    subsidy_minor: int
+    base_qty: int = Field(description="Per window: the first (subsidised) tier.")
+    granted_qty: int = Field(description="Per window: base, fixed free-price tiers and carry-over.")
+    carried_qty: int = Field(description="Per window: the previous window's unused quantity carried over.")
+    points: int = Field(description="Per window: points credited for the previous window's unused quantity.")
+    subsidy_minor: int = Field(description="Per window: (base + carried) × (free price − first-tier price).")
+    base_qty_per_year: int
+    granted_qty_per_year: int = Field(description="Per year, without carry-over (a one-off of one window).")
+    subsidy_minor_per_year: int = Field(description="Per year, on base (without carry-over).")
+
+
+class DeltaOut(BaseModel):
+    """Proposed minus current for one holder type, governorate and product, whatever the periods: the
+    per-year figures (so a period edit shows), and the next window's carry-over and points."""
+
+    holder_type: str
+    governorate: str = Field(description="``*`` in ``difference_totals``: summed over governorates.")
+    product: str
+    current_periods: list[str] = Field(description="The periods of the current rules' lines (none: no line).")
+    proposed_periods: list[str]
+    holders: int
+    base_qty_per_year: int
+    granted_qty_per_year: int
+    subsidy_minor_per_year: int
+    carried_qty: int = Field(description="The next window's carry-over (a one-off: not annualised).")
+    points: int = Field(description="The next window's points for unused quantity (not annualised).")
 
 
 class ChangeOut(BaseModel):
+    holder_type: str
     product: str
     gained_holders: int
     lost_holders: int
+    changed_holders: int = Field(description="Holders who keep the product with another period or amount.")
 
 
 class SimulationOut(BaseModel):
@@ -108,7 +142,8 @@ class SimulationOut(BaseModel):
     lines: list[LineOut]
     totals: list[LineOut]
     current: list[LineOut] | None = None
-    difference: list[LineOut] | None = None
+    difference: list[DeltaOut] | None = None
+    difference_totals: list[DeltaOut] | None = None
     changes: list[ChangeOut] = Field(default_factory=list)
     seconds: float
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import structlog
@@ -22,7 +22,8 @@ from quota import opening_repository as allowances
 from quota.domain import batches, entitlement
 from quota.domain import explain as explaining
 from quota.domain import simulate as simulating
-from quota.domain.periods import last_season
+from quota.domain.eligibility import HolderColumns
+from quota.domain.periods import last_season, window
 from quota.domain.rules import ProductSpec, Rule
 from quota.models import Product, RuleVersion
 
@@ -181,13 +182,22 @@ def simulate(
     pops = population.load(session.connection(), types, day, settings.governorates, ages=ages)
     prices = rules_repository.prices(session)
     baseline = current if compare and proposed is not None else None
-    sim, base = simulating.simulate(rules, pops, prices, when, baseline=baseline, tz=settings.zone)
+    conn, runs = session.connection(), dict[Any, Any]()  # runs: grant runs read once for every rule
+
+    def carry(res: entitlement.RuleResult) -> simulating.Rollover | None:
+        # the opening's own carry-over computation (it reads, never writes)
+        ppq = prices[res.rule.product].price_per_qty if res.rule.product in prices else 1
+        return opening.carry_over(conn, res, res.cols.ids, ppq, settings.zone, runs)
+
+    sim, base = simulating.simulate(rules, pops, prices, when, baseline, settings.zone, carry)
+    difference = simulating.difference(sim, base) if base else None
     return {
         "at": when,
         "lines": sim.lines,
         "totals": list(sim.totals().values()),
         "current": base.lines if base else None,
-        "difference": simulating.difference(sim, base) if base else None,
+        "difference": difference,
+        "difference_totals": simulating.national(difference) if difference is not None else None,
         "changes": sim.changes,
         "seconds": time.perf_counter() - started,
     }
@@ -201,19 +211,39 @@ def explain(
     at: datetime | None,
     point_code: str | None,
 ) -> list[dict[str, Any]]:
-    """Why each rule of the holder's type applies or not, with the allowance meters that decide now."""
+    """Why each rule of the holder's type applies or not, with the allowance meters that decide now.
+
+    The allowance shown is the one the ledger serves (per product, the latest started row if it is
+    current), on the entry of the version that opened it; calendar and season rules are judged on the
+    registry as of their window's first day, as the opening judged them (``quota.domain.explain``)."""
     when = _now(at)
     day = when.astimezone(settings.zone).date()
     conn = session.connection()
     holder = population.one(conn, holder_type, holder_id, day, settings.governorates)
     if holder is None:
         raise HolderNotFound(f"no {holder_type} {holder_id}")
-    held = explaining.serving(ledger_repository.allowances_of_holder(conn, holder_type, holder_id), when)
+    rows = ledger_repository.allowances_of_holder(conn, holder_type, holder_id)
+    latest = explaining.ledger_rows(rows, when)
+    versions = rules_repository.by_ids(session, sorted({a.rule_version_id for a in latest.values()}))
     rules = dict((r.code, (vid, r)) for vid, r in rules_repository.current(session, day))
-    opened = rules_repository.by_ids(session, sorted({a.rule_version_id for a in held}))
-    for vid, rule in opened.items():  # an opened allowance is decided by the version it was opened with
-        rules[rule.code] = (vid, rule)
-    return explaining.explain(holder, list(rules.values()), when, held, point_code, tz=settings.zone)
+    for row in explaining.serving(latest.values(), versions, when):
+        # a served allowance is decided by the version it was opened with
+        opened_with = versions[row.rule_version_id]
+        rules[opened_with.code] = (row.rule_version_id, opened_with)
+
+    def holder_on(on: date) -> HolderColumns:  # the registry as of a period's first day (explain caches)
+        return population.one(conn, holder_type, holder_id, on, settings.governorates) or holder
+
+    opened: set[tuple[str, datetime]] = set()  # calendar and season periods opened (for "not opened yet")
+    for _, rule in rules.values():
+        win = window(rule.period, when, settings.zone)
+        if rule.holder_type != holder_type or rule.period.kind == "rolling" or win is None:
+            continue
+        if allowances.openings(conn, holder_type, rule.product, win.start):
+            opened.add((rule.product, win.start))
+    prices = {code: p.price_per_qty for code, p in rules_repository.prices(session).items()}
+    return explaining.explain(holder, list(rules.values()), when, rows, point_code, tz=settings.zone,
+                              holder_on=holder_on, price_per_qty=prices, opened_periods=opened)
 
 
 def open_period(

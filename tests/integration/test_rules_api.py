@@ -92,9 +92,10 @@ def test_simulate_a_proposed_change_against_the_current_rules(
     # families 1 (2 members) and 2 (5) in damascus: 2 + 3 (cap) kg; subsidy (3500 - 350) per kg
     assert lines[("damascus", "sugar")]["base_qty"] == 5000
     assert lines[("damascus", "sugar")]["subsidy_minor"] == 5 * 3150
-    diff = {(x["governorate"], x["product"]): x["base_qty"] for x in out["difference"]}
-    assert diff[("damascus", "sugar")] == -1000 and diff[("homs", "sugar")] == -1000
-    assert diff[("homs", "bread")] == -4 - 2  # the proposal has no bread rule
+    diff = {(x["governorate"], x["product"]): x["base_qty_per_year"] for x in out["difference"]}
+    # per year: a kilo less a month in each governorate, a bundle a day
+    assert diff[("damascus", "sugar")] == -1000 * 12 and diff[("homs", "sugar")] == -1000 * 12
+    assert diff[("homs", "bread")] == (-4 - 2) * 365  # the proposal has no bread rule
     # nothing was written
     with session_factory() as s:
         assert s.execute(text("SELECT count(*) FROM allowances")).scalar() == 0

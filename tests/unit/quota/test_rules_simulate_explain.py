@@ -46,7 +46,8 @@ def test_sugar_simulation_matches_hand_computation() -> None:
     # subsidy per kg: 3500 - 350 = 3150
     got = {(ln.governorate, ln.product): (ln.holders, ln.base_qty, ln.subsidy_minor) for ln in sim.lines}
     assert got == {("damascus", "sugar"): (2, 6000, 18900), ("homs", "sugar"): (1, 3000, 9450)}
-    assert sim.totals()["sugar"].subsidy_minor == 28350
+    assert sim.totals()[("family", "sugar", "month")].subsidy_minor == 28350
+    assert sim.totals()[("family", "sugar", "month")].subsidy_minor_per_year == 12 * 28350
 
 
 def test_proposed_rule_set_is_compared_with_the_current_one() -> None:
@@ -61,13 +62,14 @@ def test_proposed_rule_set_is_compared_with_the_current_one() -> None:
     proposed = [r for r in current if r.code != "sugar_family"] + [Rule.model_validate(body)]
     new, old = simulate(proposed, {"family": families()}, PRICES, AT, baseline=current)
     assert old is not None
-    delta = {(d.governorate, d.product): (d.holders, d.base_qty) for d in difference(new, old)}
-    # damascus loses the 2-person family (-2000) and the 5-person family drops from 4000 to 3000
-    assert delta[("damascus", "sugar")] == (-1, -3000)
+    delta = {(d.governorate, d.product): (d.holders, d.base_qty_per_year) for d in difference(new, old)}
+    # damascus loses the 2-person family (-2000) and the 5-person family drops from 4000 to 3000, a month
+    assert delta[("damascus", "sugar")] == (-1, -3000 * 12)
     assert delta[("homs", "sugar")] == (0, 0)
     assert delta[("damascus", "bread")] == (0, 0)
     changes = {c.product: (c.gained_holders, c.lost_holders) for c in new.changes}
     assert changes["sugar"] == (0, 1) and changes["bread"] == (0, 0)
+    assert {c.product: c.changed_holders for c in new.changes} == {"sugar": 1, "bread": 0}  # 4 kg → 3 kg
 
 
 def vehicle() -> HolderColumns:
@@ -112,7 +114,7 @@ def test_explain_shows_fill_cap_gap_binding_and_batch_state_from_the_allowance()
     season_start = datetime(2026, 10, 15, tzinfo=UTC)
     rows = [
         allowance(
-            "heating_diesel", 105, season_start, datetime(2027, 4, 1, tzinfo=UTC), 200_000, 250_000
+            "heating_diesel", 106, season_start, datetime(2027, 4, 1, tzinfo=UTC), 200_000, 250_000
         )
     ]
     out = {e["rule"]: e for e in ex.explain(fam, rules, season_start + timedelta(days=50), rows)}
@@ -133,7 +135,7 @@ def test_explain_shows_fill_cap_gap_binding_and_batch_state_from_the_allowance()
     last = AT - timedelta(hours=2)
     row = allowance(
         "gasoline",
-        104,
+        105,
         datetime(2026, 11, 1, tzinfo=UTC),
         datetime(2026, 12, 1, tzinfo=UTC),
         800_000,
@@ -189,19 +191,64 @@ def test_explain_says_why_a_rule_does_not_apply_at_all() -> None:
 
 def test_explain_takes_the_ledgers_own_allowance_state() -> None:
     row = allowance(
-        "sugar", 110, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), 4000, 4000,
+        "sugar", 109, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), 4000, 4000,
         used_qty=1500, held_qty=500,
     )
     out = {e["rule"]: e for e in ex.explain(families().take(1), versions(DEMO.rules), AT, [row])}
     assert out["sugar_family"]["allowance"]["remaining_qty"] == 2000
 
 
-def test_explain_speaks_of_the_rows_serving_now_and_the_latest_drawn() -> None:
+def test_explain_speaks_of_the_rows_the_ledger_serves_now() -> None:
     nov, dec = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
-    ended = allowance("sugar", 110, datetime(2026, 10, 1, tzinfo=UTC), nov, 4000, 4000)
-    current = allowance("rice", 111, nov, dec, 2000, 2000)
-    rolling = allowance("gas_cylinder", 112, datetime(2026, 9, 3, tzinfo=UTC), None, 1, 1)
-    future = allowance("tea", 113, dec, datetime(2027, 1, 1, tzinfo=UTC), 100, 100)
-    assert ex.serving([ended, current, rolling, future], AT) == [current, rolling]
-    assert ex.serving([ended], AT) == [ended]  # the latest start is still shown once ended
-    assert ex.serving([], AT) == []
+    ended = allowance("sugar", 109, datetime(2026, 10, 1, tzinfo=UTC), nov, 4000, 4000)
+    current = allowance("rice", 110, nov, dec, 2000, 2000)
+    rolling = allowance("gas_cylinder", 107, datetime(2026, 9, 3, tzinfo=UTC), None, 1, 1)
+    future = allowance("tea", 111, dec, datetime(2027, 1, 1, tzinfo=UTC), 100, 100)
+    rules = dict(versions(DEMO.rules))
+    assert ex.serving([ended, current, rolling, future], rules, AT) == [rolling, current]  # by product
+    # an ended period's row is not served (the ledger says not_eligible until the next one is opened)
+    assert ex.serving([ended], rules, AT) == []
+    # a rolling renewal that grants nothing (eligibility lost) is not served either
+    lost = allowance("gas_cylinder", 107, datetime(2026, 11, 10, tzinfo=UTC), None, 0, 0)
+    assert ex.serving([rolling, lost], rules, AT) == []
+    assert ex.serving([], rules, AT) == []
+
+
+def test_explain_shows_the_row_on_the_version_that_opened_it() -> None:
+    # the car's window was opened as a second car (free price); it is now the family's first car
+    row = allowance("gasoline", 101, AT - timedelta(days=1), AT + timedelta(days=6), 20_000, 20_000,
+                    used_qty=10_000, last_redeemed_at=AT - timedelta(days=1))
+    small = vehicle()
+    small.engine_cc[0] = 1600
+    out = {e["rule"]: e for e in ex.explain(small, versions(DEMO.rules), AT, [row])}
+    second, private = out["gasoline_second_car"], out["gasoline_private"]
+    assert second["serving"] is True and second["applies"] is True and second["matched"] is False
+    assert second["allowance"]["rule_version_id"] == 101 and second["allowance"]["remaining_qty"] == 10_000
+    assert second["tiers"] == [{"name": "free", "price_minor": 2000, "qty": 20_000}]
+    assert [n["code"] for n in second["notes"]] == ["served_until_it_ends"]
+    assert private["matched"] is True and private["applies"] is False and private["serving"] is False
+    assert "allowance" not in private
+    assert private["served_by"] == {"rule": "gasoline_second_car", "rule_version_id": 101}
+    assert all(n["ar"] and n["en"] for n in private["notes"])
+
+
+def test_explain_judges_a_calendar_rule_as_of_its_period_start_and_notes_today() -> None:
+    # the holder as the registry has it today (18 Nov: excluded) and on 1 Nov, when November opened
+    today, nov1 = families().take(3), families().take(0)
+
+    def on(day: object) -> HolderColumns:
+        return nov1
+
+    row = allowance("sugar", 109, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC),
+                    2000, 2000)
+    out = {e["rule"]: e for e in ex.explain(today, versions(DEMO.rules), AT, [row], holder_on=on)}
+    sugar = out["sugar_family"]
+    assert sugar["judged_on"] == "2026-11-01" and sugar["applies"] is True and sugar["serving"] is True
+    assert sugar["today"]["applies"] is False and sugar["today"]["failed"] == ["excluded"]
+    assert [n["code"] for n in sugar["notes"]] == ["changed_since_period_start"]
+    assert out["bread_family"]["judged_on"] == "2026-11-18"  # a day's bread: judged today
+    # between two periods the ended month's row is not shown, and an unopened period is named
+    dec = {e["rule"]: e for e in ex.explain(nov1, versions(DEMO.rules), datetime(2026, 12, 1, 8, tzinfo=UTC),
+                                            [row], opened_periods=set())}["sugar_family"]
+    assert "allowance" not in dec and dec["period_opened"] is False
+    assert [n["code"] for n in dec["notes"]] == ["period_not_opened"]
