@@ -140,12 +140,14 @@ def open_period(
     conn = session.connection()
     repo.lock_openings(conn)  # two openers (a worker, an administrator) take turns: the second tops up
     chosen = list(rules) if rules is not None else rules_repository.current(session, day)
-    context = _context(session, day, chosen, ended) if rules is not None else []
+    in_force = rules_repository.current(session, day) if rules is not None else []
+    context = _context(in_force, chosen, ended)
     version_of = {r.code: vid for vid, r in chosen}
     writes = set(version_of)
-    # Points go to the allowance of the points product's own rule when there is one (its terms then
-    # govern spending); otherwise they carry the version of the rule that converted them.
-    points_rule = {(r.holder_type, r.product): vid for vid, r in chosen}
+    # Points go to the allowance of the points product's own rule in force when there is one (its terms
+    # then govern spending: the demo's costs nothing in cash), due that day or not; otherwise they carry
+    # the version of the rule that converted them.
+    points_rule = {(r.holder_type, r.product): vid for vid, r in [*in_force, *chosen]}
     prices = {p.code: p.price_per_qty for p in session.scalars(select(Product))}
     if populations is None:
         govs = governorates or population.governorates_in(conn)
@@ -272,8 +274,7 @@ def open_period(
 
 
 def _context(
-    session: Session,
-    day: date,
+    in_force: Sequence[tuple[int, Rule]],
     chosen: Sequence[tuple[int, Rule]],
     ended: Sequence[tuple[tuple[str, str], tuple[str, int]]],
 ) -> list[tuple[int, Rule]]:
@@ -283,8 +284,7 @@ def _context(
     holders a calendar rule serves are left out of a rolling refresh."""
     keys = {(r.holder_type, r.product) for _, r in chosen} | {key for key, _ in ended}
     codes = {r.code for _, r in chosen}
-    return [(vid, r) for vid, r in rules_repository.current(session, day)
-            if (r.holder_type, r.product) in keys and r.code not in codes]
+    return [(vid, r) for vid, r in in_force if (r.holder_type, r.product) in keys and r.code not in codes]
 
 
 def _slot(at: datetime, tz: ZoneInfo) -> datetime:

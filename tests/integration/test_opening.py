@@ -195,7 +195,7 @@ def test_installing_the_demo_rule_set_twice_adds_nothing_the_second_time(
 ) -> None:
     with session_factory.begin() as s:
         products, versions = rules_repository.install_demo(s)
-    assert products == 8 and versions == 12
+    assert products == 8 and versions == 13
     with session_factory.begin() as s:
         assert rules_repository.install_demo(s) == (0, 0)
 

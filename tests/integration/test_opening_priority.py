@@ -129,3 +129,18 @@ def test_a_familys_motorcycle_does_not_make_its_only_car_a_second_car(
     assert (first.result, first.price_minor) == ("ok", 7_500)  # 10 L at 750 a litre: subsidised
     second = ledger.redeem(Redemption(str(uuid.uuid4()), "V000012", "gasoline", 10_000, "OUTLET", at))
     assert (second.result, second.price_minor) == ("ok", 20_000)  # the family's second car: free price
+
+
+def test_points_from_unused_bread_are_spent_without_paying_cash(
+    ledger: LedgerService, session_factory: sessionmaker[Session]
+) -> None:
+    """Unused bread becomes points (RULES.md, Egypt) credited to the month's points allowance. It is
+    governed by the demo's own points rule, whose tier costs nothing in cash, also on the days that
+    rule is not due; before, the points carried bread's version and a clerk charged 200 a point."""
+    with session_factory.begin() as s:
+        s.execute(update(Point).where(Point.code == "OUTLET").values(products=["points", "bread"]))
+    first = datetime(2026, 11, 18, 0, 5, tzinfo=UTC)
+    worker(session_factory, first)  # November and the 18th's bread; family 1 draws none of it
+    worker(session_factory, first + timedelta(days=1))  # the 19th: the 18th's bundle becomes 10 points
+    spent = draw(ledger, 1, "points", 5, first + timedelta(days=1, hours=9))
+    assert (spent.result, spent.quantity_qty, spent.remaining_qty, spent.price_minor) == ("ok", 5, 5, 0)

@@ -59,7 +59,8 @@ def opened(factory: sessionmaker[Session], settings: Settings, at: datetime) -> 
     """What the allowances of the windows containing ``at`` hold, summed as simulate's lines are:
     (holder type, governorate, product, period of the rule version, figure) → total."""
     out: Counter[tuple[str, ...]] = Counter()
-    products = sorted({r.product for r in demo_ruleset().rules})
+    # points are credited from another rule's unused quantity: compared with that rule's ``points``
+    products = sorted({r.product for r in demo_ruleset().rules} - {"points"})
     with factory() as s:
         rule_of = rules_repository.by_ids(s, [v.id for v in rules_repository.versions(s)])
         for holder_type, table in (("family", "families"), ("vehicle", "vehicles")):
