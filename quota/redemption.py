@@ -88,13 +88,13 @@ class RuleTerms:
         terms = self._cache.get(rule_version_id)
         if terms is not None:
             return terms
-        from quota.domain.rules import Rule  # the rule language; parsed off the hot path, once
+        from quota.domain.rules import rule_from_body  # the rule language; parsed off the hot path, once
 
         found = repo.rule_version_body(conn, rule_version_id)
         if found is None:
             raise LookupError(f"rule version {rule_version_id} does not exist")
         body, price_per_qty = found
-        terms = Rule.model_validate(body).terms(rule_version_id, price_per_qty)
+        terms = rule_from_body(body).terms(rule_version_id, price_per_qty)  # a stored version, as stored
         with self._lock:
             self._cache[rule_version_id] = terms
         return terms

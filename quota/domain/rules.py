@@ -10,16 +10,43 @@ A rule says who is eligible (``Eligibility``), how much each eligible holder get
 which window (``PeriodSpec``), at which prices (``TierSpec``), and how the ledger meters the debits
 (fill cap, gap, binding, batches). ``Rule.terms`` turns one stored version into the ledger's
 ``Terms``.
+
+Every number has a bound (``MAX_QTY``, ``MAX_PRICE_MINOR``, ``MAX_DAYS``, ...) and a rule as a whole
+must keep its largest grant and charge well inside 64 bits (``Rule._fits``): the amounts, prices and
+dates are computed in numpy ``int64``, ``datetime`` and ``BIGINT`` columns, where a number past them
+fails or silently wraps for every holder. A rule must also mean what it says: predicates the holder
+type's population does not carry, empty lists, overlapping bands, month-days that do not exist and
+settings the chosen policy ignores are refused. Every refusal is a pydantic ``ValidationError``.
+
+Stored bodies (``rule_from_body``) are read with the bounds but without the consistency checks, so
+a version accepted before a check existed still loads: refuse nonsense when it is written, never
+when it is read.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import date
+from itertools import pairwise
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+try:
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # pragma: no cover - PyYAML built without libyaml: the pure-Python parser
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
 
 from quota.domain.terms import BatchRelease, PeriodKind, PriceTier, Terms, UnusedPolicy
 
@@ -28,9 +55,56 @@ VehicleKind = Literal["private", "taxi", "bus", "truck", "motorcycle", "agricult
 Fuel = Literal["gasoline", "diesel"]
 PeriodKindName = Literal["day", "week", "month", "quarter", "year", "season", "rolling"]
 MonthDay = Annotated[str, Field(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
-LaxDate = Annotated[date, Field(strict=False)]
+
+# Bounds. Generous for real rules (1e12 ml is a million cubic metres; 1e12 minor units is ten
+# billion in a currency of 100 minor units), and far enough inside int64 (9.2e18) that no sum over a
+# holder's tiers, or over a governorate's holders, overflows in numpy or a BIGINT column.
+MAX_QTY = 10**12
+"""Any quantity of a rule, in the product's smallest unit."""
+MAX_PRICE_MINOR = 10**12
+"""Any price, in minor units per ``price_per_qty`` units."""
+MAX_PRICE_PER_QTY = 2**31 - 1
+"""A product's ``price_per_qty`` (an ``Integer`` column)."""
+MAX_MEMBERS = 100
+"""The largest family ``per_member_qty`` is judged with when bounding a rule's amount."""
+MAX_GRANT_QTY = 10**12
+"""The most one holder may be granted in a period: amount (at ``MAX_MEMBERS``, capped), extra tiers
+and carry-over together."""
+MAX_PRODUCT = 10**18
+"""Quantity × price (a charge) and quantity × points_per_qty (points) of one holder, at the most."""
+MAX_DAYS = 3660
+"""Rolling period length and batch offsets, in days (ten years)."""
+MAX_GAP_S = 366 * 86400
+"""``min_gap_s``: a year between two redemptions at the most."""
+MAX_PRIORITY = 10_000
+MAX_BINDING_CHANGES = 1000
+MAX_NAME = 64
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2100, 12, 31)
+
+LaxDate = Annotated[date, Field(strict=False, ge=FIRST_DAY, le=LAST_DAY)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+Qty = Annotated[int, Field(ge=0, le=MAX_QTY)]
+PositiveQty = Annotated[int, Field(gt=0, le=MAX_QTY)]
+Price = Annotated[int, Field(ge=0, le=MAX_PRICE_MINOR)]
+Days = Annotated[int, Field(ge=0, le=MAX_DAYS)]
+
+
+def _checking(info: ValidationInfo) -> bool:
+    """Whether the consistency checks apply: always, except for a body read back from storage."""
+    return not (isinstance(info.context, dict) and info.context.get("stored") is True)
+
+
+def _named(value: str) -> str:
+    if not value.strip():
+        raise ValueError("a tier needs a name (it is printed on receipts and reports)")
+    if len(value) > MAX_NAME:
+        raise ValueError(f"a tier name has at most {MAX_NAME} characters")
+    return value
+
+
+TierName = Annotated[str, AfterValidator(_named)]
 
 
 def _list_to_tuple(value: Any) -> Any:
@@ -64,8 +138,8 @@ class IntRange(_Strict):
 class AgeRange(_Strict):
     """Members whose age in whole years at the period start is in [min_age, max_age]."""
 
-    min_age: NonNegativeInt = 0
-    max_age: NonNegativeInt = 150
+    min_age: Annotated[int, Field(ge=0, le=150)] = 0
+    max_age: Annotated[int, Field(ge=0, le=150)] = 150
 
     @model_validator(mode="after")
     def _ordered(self) -> AgeRange:
@@ -77,7 +151,7 @@ class AgeRange(_Strict):
 class MembersAged(AgeRange):
     """Eligible when at least ``at_least`` living members are in the age range."""
 
-    at_least: PositiveInt = 1
+    at_least: Annotated[int, Field(gt=0, le=MAX_MEMBERS)] = 1
 
 
 class Eligibility(_Strict):
@@ -101,13 +175,55 @@ class Eligibility(_Strict):
     excluded: bool | None = False
     nth_vehicle: IntRange | None = None
 
+    @model_validator(mode="after")
+    def _no_empty_lists(self, info: ValidationInfo) -> Eligibility:
+        if _checking(info):
+            for name in ("governorate_in", "vehicle_kind_in", "fuel_in"):
+                if getattr(self, name) == ():
+                    raise ValueError(
+                        f"{name} is an empty list, which matches nobody: list at least one value, "
+                        "or leave the predicate out to match everyone"
+                    )
+        return self
+
+    def stated(self) -> tuple[str, ...]:
+        """The predicates this rule states (``excluded`` counts only when it differs from the default)."""
+        return tuple(
+            name for name in type(self).model_fields
+            if getattr(self, name) is not None and not (name == "excluded" and self.excluded is False)
+        )  # fmt: skip
+
+
+_EVERY_HOLDER = ("governorate_in", "excluded")
+_VEHICLE_ONLY = ("vehicle_kind_in", "fuel_in", "engine_cc", "model_year", "licence_valid", "nth_vehicle")
+POPULATION_PREDICATES: dict[str, frozenset[str]] = {
+    # quota.population: families and persons carry governorate, family size, members' ages and the
+    # exclusion list; no vehicle or licence columns (they would read -1, 0 or false for everyone)
+    "family": frozenset((*_EVERY_HOLDER, "family_size", "members_aged")),
+    "person": frozenset((*_EVERY_HOLDER, "family_size", "members_aged")),
+    # vehicles carry no members: their family_size is a constant 1 and no member has an age
+    "vehicle": frozenset((*_EVERY_HOLDER, *_VEHICLE_ONLY)),
+}
+"""The eligibility predicates each holder type's population really loads."""
+
 
 class Band(_Strict):
     """A row of a table by family size: families of min_size..max_size members get qty."""
 
-    min_size: NonNegativeInt
-    max_size: NonNegativeInt | None = None
-    qty: NonNegativeInt
+    min_size: Annotated[int, Field(ge=0, le=MAX_MEMBERS)]
+    max_size: Annotated[int, Field(ge=0, le=MAX_MEMBERS)] | None = None
+    qty: Qty
+
+    @model_validator(mode="after")
+    def _ordered(self, info: ValidationInfo) -> Band:
+        if _checking(info) and self.max_size is not None and self.min_size > self.max_size:
+            raise ValueError(
+                f"band min_size {self.min_size} is above max_size {self.max_size}: it matches nobody"
+            )
+        return self
+
+    def text(self) -> str:
+        return f"{self.min_size}+" if self.max_size is None else f"{self.min_size}..{self.max_size}"
 
 
 class Amount(_Strict):
@@ -117,19 +233,44 @@ class Amount(_Strict):
     ``member_ages``), or a table of family-size ``bands``; then capped at ``cap_qty``.
     """
 
-    base_qty: NonNegativeInt = 0
-    per_member_qty: NonNegativeInt = 0
+    base_qty: Qty = 0
+    per_member_qty: Qty = 0
     member_ages: AgeRange | None = None
     bands: Annotated[tuple[Band, ...], ListIn] | None = None
-    cap_qty: NonNegativeInt | None = None
+    cap_qty: Qty | None = None
 
     @model_validator(mode="after")
-    def _one_form(self) -> Amount:
+    def _one_form(self, info: ValidationInfo) -> Amount:
         if self.bands is not None and (self.base_qty or self.per_member_qty or self.member_ages):
             raise ValueError("an amount is either a band table or base + per member, not both")
         if self.member_ages is not None and not self.per_member_qty:
             raise ValueError("member_ages needs per_member_qty")
+        if not _checking(info):
+            return self
+        if self.bands is not None:
+            if not self.bands:
+                raise ValueError("bands is empty: a band table needs at least one band")
+            ordered = sorted(self.bands, key=lambda b: b.min_size)
+            for lower, upper in pairwise(ordered):
+                if lower.max_size is None or upper.min_size <= lower.max_size:
+                    raise ValueError(
+                        f"bands {lower.text()} and {upper.text()} overlap: a family of {upper.min_size} "
+                        "members would be in both"
+                    )
+        elif self.cap_qty is not None and self.cap_qty < self.base_qty:
+            raise ValueError(
+                f"cap_qty {self.cap_qty} is below base_qty {self.base_qty}: every holder would get the cap; "
+                "lower base_qty or raise cap_qty"
+            )
         return self
+
+    def largest_qty(self, members: int = MAX_MEMBERS) -> int:
+        """The most this amount grants one holder (a family of ``members`` at the most), cap applied."""
+        if self.bands is not None:
+            top = max((b.qty for b in self.bands), default=0)
+        else:
+            top = self.base_qty + self.per_member_qty * members
+        return top if self.cap_qty is None else min(top, self.cap_qty)
 
 
 class PeriodSpec(_Strict):
@@ -141,32 +282,42 @@ class PeriodSpec(_Strict):
     """
 
     kind: PeriodKindName
-    days: PositiveInt | None = None
+    days: Annotated[int, Field(gt=0, le=MAX_DAYS)] | None = None
     start: MonthDay | None = None
     end: MonthDay | None = None
 
     @model_validator(mode="after")
-    def _fields_for_kind(self) -> PeriodSpec:
+    def _fields_for_kind(self, info: ValidationInfo) -> PeriodSpec:
         if (self.kind == "rolling") != (self.days is not None):
             raise ValueError("days is required for a rolling period and only for it")
         if (self.kind == "season") != (self.start is not None and self.end is not None):
             raise ValueError("start and end are required for a season and only for it")
+        if _checking(info):
+            for name in ("start", "end"):
+                month_day: str | None = getattr(self, name)
+                if month_day is None:
+                    continue
+                month, day = (int(x) for x in month_day.split("-"))
+                try:
+                    date(2000, month, day)  # a leap year: 02-29 is a day (28 Feb in common years)
+                except ValueError:
+                    raise ValueError(f"season {name} {month_day} is not a day of the year") from None
         return self
 
 
 class TierSpec(_Strict):
     """A price slice: the first has no qty (it is the computed amount); later ones are fixed."""
 
-    name: str
-    price_minor: NonNegativeInt
-    qty: PositiveInt | None = None
+    name: TierName
+    price_minor: Price
+    qty: PositiveQty | None = None
 
 
 class BatchSpec(_Strict):
     """A dated release of part of the amount; see ``quota.domain.batches`` for the semantics."""
 
-    offset_days: NonNegativeInt
-    qty: PositiveInt
+    offset_days: Days
+    qty: PositiveQty
     catch_up: bool = False
 
 
@@ -174,16 +325,31 @@ class UnusedSpec(_Strict):
     """What happens to the unused first-tier quantity when the period ends."""
 
     policy: Literal["expire", "carry_over", "points"] = "expire"
-    carry_cap_qty: NonNegativeInt = 0
-    points_per_qty: NonNegativeInt = 0
+    carry_cap_qty: Qty = 0
+    points_per_qty: Annotated[int, Field(ge=0, le=MAX_PRICE_MINOR)] = 0
     points_product: str = "points"
 
     @model_validator(mode="after")
-    def _fields_for_policy(self) -> UnusedSpec:
+    def _fields_for_policy(self, info: ValidationInfo) -> UnusedSpec:
         if self.policy == "carry_over" and not self.carry_cap_qty:
             raise ValueError("carry_over needs carry_cap_qty")
         if self.policy == "points" and not self.points_per_qty:
             raise ValueError("points needs points_per_qty")
+        if _checking(info):
+            ignored = [
+                name for name, used_by, default in (
+                    ("carry_cap_qty", "carry_over", 0),
+                    ("points_per_qty", "points", 0),
+                    ("points_product", "points", "points"),
+                )
+                if self.policy != used_by and getattr(self, name) != default
+            ]  # fmt: skip
+            if ignored:
+                raise ValueError(
+                    f"{', '.join(ignored)} would be ignored with policy {self.policy}: remove "
+                    f"{'it' if len(ignored) == 1 else 'them'} or choose the policy that uses "
+                    f"{'it' if len(ignored) == 1 else 'them'}"
+                )
         return self
 
 
@@ -194,21 +360,21 @@ class Rule(_Strict):
     product: Annotated[str, Field(min_length=1, max_length=64)]
     holder_type: HolderType
     description: str = ""
-    priority: int = 100
+    priority: Annotated[int, Field(ge=0, le=MAX_PRIORITY)] = 100
     eligibility: Eligibility = Eligibility()
     amount: Amount
     period: PeriodSpec
     tiers: Annotated[tuple[TierSpec, ...], ListIn] = Field(min_length=1)
-    fill_cap_qty: PositiveInt | None = None
-    min_gap_s: PositiveInt | None = None
-    binding_max_changes: NonNegativeInt | None = None
+    fill_cap_qty: PositiveQty | None = None
+    min_gap_s: Annotated[int, Field(gt=0, le=MAX_GAP_S)] | None = None
+    binding_max_changes: Annotated[int, Field(ge=0, le=MAX_BINDING_CHANGES)] | None = None
     batches: Annotated[tuple[BatchSpec, ...], ListIn] = ()
     unused: UnusedSpec = UnusedSpec()
     effective_from: LaxDate
     effective_to: LaxDate | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> Rule:
+    def _consistent(self, info: ValidationInfo) -> Rule:
         if self.tiers[0].qty is not None:
             raise ValueError("the first tier is the computed amount: it takes no qty")
         if any(t.qty is None for t in self.tiers[1:]):
@@ -217,7 +383,59 @@ class Rule(_Strict):
             raise ValueError("effective_to is before effective_from")
         if self.batches and self.period.kind == "rolling":
             raise ValueError("batches need a calendar or season period")
+        if _checking(info):
+            self._means_something()
+        self._fits()
         return self
+
+    def _means_something(self) -> None:
+        """Refuse what would silently match nobody or be ignored."""
+        names = [t.name for t in self.tiers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"tier names must differ: {', '.join(dupes)} is used more than once")
+        allowed = POPULATION_PREDICATES[self.holder_type]
+        foreign = [p for p in self.eligibility.stated() if p not in allowed]
+        if foreign:
+            raise ValueError(
+                f"eligibility {', '.join(foreign)} does not apply to a {self.holder_type} rule "
+                f"({self.holder_type} holders have no such attribute, so it would match nobody or "
+                f"everyone); a {self.holder_type} rule may use: {', '.join(sorted(allowed))}"
+            )
+        if self.holder_type == "vehicle" and (self.amount.per_member_qty or self.amount.bands is not None):
+            raise ValueError(
+                "a vehicle has no members: per_member_qty and bands by family size apply to family "
+                "and person rules only; give a vehicle rule a base_qty"
+            )
+
+    def _fits(self) -> None:
+        """Refuse a rule whose largest grant, charge or points would not fit comfortably in int64."""
+        grant = self.max_grant_qty
+        if grant > MAX_GRANT_QTY:
+            raise ValueError(
+                f"this rule could grant one holder {grant} units in a period (amount for a family of "
+                f"{MAX_MEMBERS}, after the cap, plus extra tiers and carry-over); the most allowed is "
+                f"{MAX_GRANT_QTY}"
+            )
+        price = max(t.price_minor for t in self.tiers)
+        if grant * price > MAX_PRODUCT:
+            raise ValueError(
+                f"{grant} units at a price of {price} could cost one holder more than {MAX_PRODUCT} "
+                "minor units: lower the quantities or the price"
+            )
+        points = self.amount.largest_qty() * self.unused.points_per_qty
+        if self.unused.policy == "points" and points > MAX_PRODUCT:
+            raise ValueError(
+                f"points_per_qty {self.unused.points_per_qty} on up to {self.amount.largest_qty()} unused "
+                f"units could give one holder more than {MAX_PRODUCT} points: lower it"
+            )
+
+    @property
+    def max_grant_qty(self) -> int:
+        """The most one holder can be granted in a period: the amount for a family of ``MAX_MEMBERS``
+        (capped), the fixed extra tiers, and the carry-over cap."""
+        carry = self.unused.carry_cap_qty if self.unused.policy == "carry_over" else 0
+        return self.amount.largest_qty() + self.extra_tiers_qty + carry
 
     def in_effect(self, on: date) -> bool:
         return self.effective_from <= on and (self.effective_to is None or on <= self.effective_to)
@@ -252,8 +470,8 @@ class ProductSpec(_Strict):
     name_ar: str
     name_en: str
     unit: Literal["ml", "g", "piece", "bundle", "point"]
-    price_per_qty: PositiveInt = 1
-    free_price_minor: NonNegativeInt = 0
+    price_per_qty: Annotated[int, Field(gt=0, le=MAX_PRICE_PER_QTY)] = 1
+    free_price_minor: Price = 0
     walk_in: bool = False
 
 
@@ -279,9 +497,65 @@ def _ruleset(data: Any) -> RuleSet:
     return RuleSet.model_validate(data)
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping of a YAML file gives the same key twice (YAML itself would keep the last silently)."""
+
+    def __init__(self, key: object, first: yaml.Mark, again: yaml.Mark) -> None:
+        super().__init__(
+            f"while reading a mapping (key {key!r} first on line {first.line + 1})", first,
+            f"found duplicate key {key!r}", again,
+        )  # fmt: skip
+        self.key = key
+        self.first_line = first.line + 1
+        self.line = again.line + 1
+
+
+class UniqueKeyLoader(_SafeLoader):
+    """The safe loader (libyaml's parser when PyYAML has it), refusing duplicate mapping keys.
+
+    ``cap_qty: 4000`` followed by ``cap_qty: 400000`` is a typo or a bad merge, never a wish: a rule
+    file must say each thing once. Keys merged in with ``<<`` may still be overridden.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base constructor refuses it
+                continue
+            if first is not None:
+                raise DuplicateKeyError(key, first, key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
 def ruleset_from_yaml(text: str) -> RuleSet:
-    """A rule file in YAML: a list of rules, or a mapping with ``rules`` and ``products``."""
-    return _ruleset(yaml.load(text, Loader=yaml.CSafeLoader))
+    """A rule file in YAML: a list of rules, or a mapping with ``rules`` and ``products``.
+
+    A key given twice in one mapping is refused as a ``ValidationError`` naming the key and lines.
+    """
+    try:
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # safe: no Python object tags
+    except DuplicateKeyError as exc:
+        raise ValidationError.from_exception_data(
+            "RuleSet",
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        "duplicate_key",
+                        "key {key} is given twice (lines {first_line} and {line}): say it once",
+                        {"key": str(exc.key), "first_line": exc.first_line, "line": exc.line},
+                    ),
+                    loc=(str(exc.key),),
+                    input=str(exc.key),
+                )
+            ],
+        ) from exc
+    return _ruleset(data)
 
 
 def ruleset_from_json(text: str) -> RuleSet:
@@ -297,5 +571,9 @@ def rules_from_json(text: str) -> tuple[Rule, ...]:
 
 
 def rule_from_body(body: dict[str, Any]) -> Rule:
-    """A rule from its stored ``model_dump(mode="json")`` body."""
-    return Rule.model_validate(body)
+    """A rule from its stored ``model_dump(mode="json")`` body.
+
+    Bounds apply; the consistency checks added over time do not, so a version stored before one of
+    them existed still loads (and meters the allowances opened under it) as it did.
+    """
+    return Rule.model_validate(body, context={"stored": True})
