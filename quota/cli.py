@@ -69,11 +69,18 @@ def register(app: typer.Typer) -> None:
 
     @rules_app.command("load")
     def rules_load(path: Path, actor: str = "cardctl") -> None:
-        """Load a rule file (YAML): new products are added, changed rules get a new version."""
+        """Load a rule file (YAML): new products are added, changed rules get a new version. Rules are checked
+        as the admin API checks them: one refused (unknown or withdrawn product, unknown governorate, a code
+        moved to another product...) loads nothing and exits 1."""
         ruleset = ruleset_from_yaml(path.read_text(encoding="utf-8"))
-        factory = make_session_factory(make_engine(get_settings().database_url))
-        with session_scope(factory) as session:
-            products, versions = rules_repository.install(session, ruleset, actor)
+        settings = get_settings()
+        factory = make_session_factory(make_engine(settings.database_url))
+        try:
+            with session_scope(factory) as session:
+                products, versions = rules_repository.install(session, ruleset, actor, settings.governorates)
+        except rules_repository.RuleRefused as exc:
+            console.print(f"{path}: nothing loaded: {exc}")
+            raise typer.Exit(1) from exc
         console.print(f"{products} products and {versions} rule versions added")
 
     @period_app.command("open")

@@ -6,12 +6,16 @@ answer. Writes are for administrators; supervisors and auditors read, simulate a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
+from sqlalchemy.orm import Session
 
 from card_backend.auth.deps import require_roles
 from card_backend.auth.principal import Principal, Role
+from card_backend.config import Settings
 from card_backend.deps import SessionDep, SettingsDep
 from card_backend.rules import service
 from card_backend.rules.schemas import (
@@ -21,6 +25,7 @@ from card_backend.rules.schemas import (
     ProductIn,
     ProductOut,
     ProductPatch,
+    RuleEdit,
     RuleVersionOut,
     SimulateIn,
     SimulationOut,
@@ -29,6 +34,7 @@ from card_backend.rules.schemas import (
 from card_backend.types import Id, Moment
 from quota import rules_repository
 from quota.domain.rules import ProductSpec, Rule
+from quota.models import RuleVersion
 
 router = APIRouter(prefix="/api/v1", tags=["rules"])
 
@@ -82,29 +88,72 @@ def update_product(
     return ProductOut.model_validate(service.update_product(session, code, body.changes(), principal.actor))
 
 
+def _shown(session: Session, settings: Settings, rows: Sequence[RuleVersion]) -> list[RuleVersionOut]:
+    """Stored versions with what is in force today (the deployment's local day)."""
+    live = rules_repository.in_force(session, datetime.now(settings.zone).date())
+    return [RuleVersionOut.of(r, live.get(r.code)) for r in rows]
+
+
+_SAVE_ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {"description": "``product_inactive``, ``rule_identity_changed`` (another product or holder type "
+                         "needs a new code), ``rule_exists`` / ``rule_edit_conflict`` (another save won)"},
+    422: {"description": "``unknown_product`` (the product or the points product), ``not_a_points_product``, "
+                         "``unknown_governorate``, ``validation_error``"},
+}
+
+
 @router.get("/rules", response_model=list[RuleVersionOut])
 def list_rules(
-    session: SessionDep, _: Reader, all_versions: Annotated[bool, Query()] = False
+    session: SessionDep, settings: SettingsDep, _: Reader, all_versions: Annotated[bool, Query()] = False
 ) -> list[RuleVersionOut]:
-    """The newest version of every rule (``all_versions=true``: every version)."""
+    """The newest version of every rule (``all_versions=true``: every version), whatever its dates:
+    ``in_force`` tells whether a listed version is the one in force today and ``version_in_force`` which
+    one is (a newest version scheduled ahead, or one that ended the rule, is not)."""
     rows = rules_repository.versions(session) if all_versions else rules_repository.latest_versions(session)
-    return [RuleVersionOut.model_validate(r) for r in rows]
+    return _shown(session, settings, rows)
 
 
 @router.get("/rules/{code}", response_model=list[RuleVersionOut])
-def rule_versions(code: str, session: SessionDep, _: Reader) -> list[RuleVersionOut]:
-    return [RuleVersionOut.model_validate(r) for r in service.rule_versions(session, code)]
+def rule_versions(code: str, session: SessionDep, settings: SettingsDep, _: Reader) -> list[RuleVersionOut]:
+    return _shown(session, settings, service.rule_versions(session, code))
 
 
-@router.post("/rules", response_model=RuleVersionOut, status_code=201)
-def create_rule(body: Rule, session: SessionDep, principal: Admin) -> RuleVersionOut:
-    return RuleVersionOut.model_validate(service.create_rule(session, body, principal.actor))
+@router.post("/rules", response_model=RuleVersionOut, status_code=201, responses=_SAVE_ERRORS)
+def create_rule(body: Rule, session: SessionDep, settings: SettingsDep, principal: Admin) -> RuleVersionOut:
+    """A new rule code (version 1). An existing code, even one another administrator saved a moment
+    earlier, is 409 ``rule_exists``: edit it with PUT."""
+    (row,) = _shown(session, settings, [service.create_rule(session, settings, body, principal.actor)])
+    return row
 
 
-@router.put("/rules/{code}", response_model=RuleVersionOut, status_code=201)
-def edit_rule(code: str, body: Rule, session: SessionDep, principal: Admin) -> RuleVersionOut:
-    """Store a new version; allowances already opened keep the version they were opened with."""
-    return RuleVersionOut.model_validate(service.new_version(session, code, body, principal.actor))
+@router.put(
+    "/rules/{code}",
+    response_model=RuleVersionOut,
+    status_code=201,
+    responses={**_SAVE_ERRORS, 200: {"description": "The body is the newest version's: nothing stored"}},
+)
+def edit_rule(
+    code: str,
+    body: RuleEdit,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Admin,
+    response: Response,
+) -> RuleVersionOut:
+    """Store a new version (201); allowances already opened keep the version they were opened with.
+
+    - A body identical to the newest version stores nothing: 200 with that version.
+    - The product and holder type are the code's: another one is 409 ``rule_identity_changed`` (a new
+      rule with a new code; end this one with ``effective_to``).
+    - Another administrator's version saved meanwhile (or a newest version other than the optional
+      ``expected_version``) is 409 ``rule_edit_conflict``: read the rule again and redo the edit."""
+    row, stored = service.new_version(
+        session, settings, code, body.rule(), principal.actor, body.expected_version
+    )
+    if not stored:
+        response.status_code = 200
+    (out,) = _shown(session, settings, [row])
+    return out
 
 
 @router.post("/rules/simulate", response_model=SimulationOut)

@@ -5,17 +5,40 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from card_backend.types import BIGINT_MAX, Moment, Text
 from quota.domain.rules import ProductSpec, Rule
 
+Name = Annotated[Text, Field(min_length=1, max_length=80)]
+"""A product's name as the ``products`` columns hold it (80 characters, no control characters)."""
+PRICE_PER_QTY = (1, 2**31 - 1)
+"""``products.price_per_qty`` bounds: a 32-bit ``Integer`` on PostgreSQL."""
+FREE_PRICE = (0, BIGINT_MAX)
+"""``products.free_price_minor`` bounds: a ``BIGINT``."""
+PricePerQty = Annotated[int, Field(ge=PRICE_PER_QTY[0], le=PRICE_PER_QTY[1])]
+FreePrice = Annotated[int, Field(ge=FREE_PRICE[0], le=FREE_PRICE[1])]
+
 
 class ProductIn(ProductSpec):
+    """A new product: the rule file's ``ProductSpec`` with the names and bounds of a correction
+    (``ProductPatch``), so SQLite stores nothing PostgreSQL would refuse (an empty or over-long name, a
+    NUL, a 2^31 price basis) and the two databases answer the same 422 ``validation_error``.
+
+    The prices keep ``ProductSpec``'s own constraints too (a validator adds the column bounds): the body
+    is turned into a ``ProductSpec`` again, which must never fail inside the endpoint."""
+
+    name_ar: Name
+    name_en: Name
     active: bool = True
 
-
-Name = Annotated[Text, Field(min_length=1, max_length=80)]
+    @field_validator("price_per_qty", "free_price_minor")
+    @classmethod
+    def _column_bounds(cls, value: int, info: ValidationInfo) -> int:
+        low, high = PRICE_PER_QTY if info.field_name == "price_per_qty" else FREE_PRICE
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
 
 
 class ProductPatch(BaseModel):
@@ -28,12 +51,12 @@ class ProductPatch(BaseModel):
     unit: Literal["ml", "g", "piece", "bundle", "point"] | None = Field(
         None, description="Fixed once anything refers to the product (409 ``product_in_use``)."
     )
-    price_per_qty: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = Field(
+    price_per_qty: PricePerQty | None = Field(
         None,
         description="The quantity every price of the product is per (1000: per litre of ml). Fixed once "
         "anything refers to the product (409 ``product_in_use``).",
     )
-    free_price_minor: Annotated[int, Field(ge=0, le=BIGINT_MAX)] | None = Field(
+    free_price_minor: FreePrice | None = Field(
         None, description="The non-subsidised price per ``price_per_qty``: walk-in sales and simulations."
     )
     walk_in: bool | None = None
@@ -63,6 +86,20 @@ class ProductOut(BaseModel):
     active: bool
 
 
+class RuleEdit(Rule):
+    """``PUT /api/v1/rules/{code}``: the rule, and optionally the version the edit was made on."""
+
+    expected_version: int | None = Field(
+        None,
+        ge=1,
+        description="The newest version when the edit began: if another was saved since, 409 "
+        "``rule_edit_conflict`` instead of a new version on top of it. Not stored.",
+    )
+
+    def rule(self) -> Rule:
+        return Rule.model_validate(self.model_dump(mode="json", exclude={"expected_version"}))
+
+
 class RuleVersionOut(BaseModel):
     """One stored version of a rule; ``id`` is the ``rule_version_id`` allowances keep."""
 
@@ -78,6 +115,27 @@ class RuleVersionOut(BaseModel):
     created_at: datetime | None = None
     created_by: str
     body: dict[str, Any]
+    in_force: bool = Field(
+        description="This version is the code's version in force today (the deployment's local day): "
+        "false for a version scheduled ahead, ended, replaced, or on a withdrawn product."
+    )
+    version_in_force: int | None = Field(
+        description="The code's version in force today, whichever is listed (null: none, e.g. the rule "
+        "has ended, has not begun, or its product is withdrawn)."
+    )
+
+    @classmethod
+    def of(cls, row: Any, live: Any) -> RuleVersionOut:
+        """``row`` (a stored version) with ``live``, the version of its code in force today (or None)."""
+        fields = {name: getattr(row, name) for name in cls.model_fields if name not in _LIVE}
+        return cls.model_validate({
+            **fields,
+            "in_force": live is not None and live.id == row.id,
+            "version_in_force": live.version if live is not None else None,
+        })
+
+
+_LIVE = ("in_force", "version_in_force")
 
 
 class SimulateIn(BaseModel):

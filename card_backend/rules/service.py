@@ -13,10 +13,11 @@ from typing import Any
 
 import structlog
 from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from card_backend.config import Settings
-from card_backend.errors import Conflict, InvalidInput, NotFound
+from card_backend.errors import Conflict, DomainError, InvalidInput, NotFound, UnknownGovernorate
 from quota import ledger_repository, opening, population, rules_repository
 from quota import opening_repository as allowances
 from quota.domain import batches, entitlement
@@ -53,8 +54,26 @@ class UnknownProduct(InvalidInput):
     code = "unknown_product"
 
 
+class NotAPointsProduct(InvalidInput):
+    """``unused.points_product`` names a product not counted in ``point`` (unused rice became gasoline)."""
+
+    code = "not_a_points_product"
+
+
 class RuleExists(Conflict):
     code = "rule_exists"
+
+
+class RuleIdentityChanged(Conflict):
+    """A code keeps its product and holder type: another one is another rule (a new code)."""
+
+    code = "rule_identity_changed"
+
+
+class RuleEditConflict(Conflict):
+    """Another administrator saved a version of the rule since this edit read it."""
+
+    code = "rule_edit_conflict"
 
 
 class RuleNotFound(NotFound):
@@ -123,37 +142,78 @@ def update_product(session: Session, code: str, changes: dict[str, Any], actor: 
     return product
 
 
-def _check_product(session: Session, rule: Rule) -> None:
-    if rules_repository.get_product(session, rule.product) is None:
-        raise UnknownProduct(f"rule {rule.code!r} names unknown product {rule.product!r}")
+_REFUSALS: dict[str, type[DomainError]] = {
+    "unknown_product": UnknownProduct,
+    "product_inactive": ProductInactive,
+    "not_a_points_product": NotAPointsProduct,
+    "unknown_governorate": UnknownGovernorate,
+    "rule_identity_changed": RuleIdentityChanged,
+}
 
 
-def _check_active(session: Session, rule: Rule, previous: RuleVersion | None) -> None:
-    """A withdrawn product takes no new rule; a rule already on it may still get versions (to end it)."""
-    product = rules_repository.get_product(session, rule.product)
-    moved = previous is None or previous.product_code != rule.product
-    if product is not None and not product.active and moved:
-        raise ProductInactive(f"product {rule.product!r} is withdrawn: a new rule cannot use it")
+def _check(
+    session: Session, settings: Settings, rule: Rule, previous: RuleVersion | None, *, saving: bool = True
+) -> None:
+    """``rules_repository.check_rule`` (the one check rule files get too), its refusal as the API's error."""
+    try:
+        rules_repository.check_rule(session, rule, previous, settings.governorates, saving=saving)
+    except rules_repository.RuleRefused as exc:
+        raise _REFUSALS[exc.code](exc.detail) from exc
 
 
-def create_rule(session: Session, rule: Rule, actor: str) -> RuleVersion:
+def _insert(session: Session, rule: Rule, actor: str, version: int, lost: DomainError) -> RuleVersion:
+    """Add ``version`` of the rule; ``lost`` if a concurrent save took that number first (the unique
+    (code, version) constraint: PostgreSQL's insert waits for the other transaction, SQLite's for the
+    write lock, then fails). The request's transaction then rolls back: nothing is stored."""
+    try:
+        return rules_repository.add_version(session, rule, actor, version)
+    except IntegrityError as exc:
+        raise lost from exc
+
+
+def create_rule(session: Session, settings: Settings, rule: Rule, actor: str) -> RuleVersion:
+    """A new code: version 1, or 409 ``rule_exists`` (also when another administrator's POST of the same
+    code commits first: it is never stacked as version 2 of theirs)."""
+    exists = RuleExists(f"rule {rule.code!r} exists: PUT a new version")
     if rules_repository.versions(session, rule.code):
-        raise RuleExists(f"rule {rule.code!r} exists: PUT a new version")
-    _check_product(session, rule)
-    _check_active(session, rule, None)
-    return rules_repository.add_version(session, rule, actor)
+        raise exists
+    _check(session, settings, rule, None)
+    return _insert(session, rule, actor, 1, exists)
 
 
-def new_version(session: Session, code: str, rule: Rule, actor: str) -> RuleVersion:
-    """Editing a rule stores a new version; periods already opened keep theirs."""
+def new_version(
+    session: Session,
+    settings: Settings,
+    code: str,
+    rule: Rule,
+    actor: str,
+    expected_version: int | None = None,
+) -> tuple[RuleVersion, bool]:
+    """Editing a rule stores a new version; periods already opened keep theirs. Returns (version, stored):
+    a body identical to the newest version stores nothing and returns that version (a repeated PUT must
+    not make the next opening move every rolling allowance to a copy).
+
+    ``expected_version`` (optional): the newest version the edit was made on; another one is 409
+    ``rule_edit_conflict``, as is losing a race with a concurrent save of the same code."""
     if rule.code != code:
         raise RuleCodeMismatch(f"body code {rule.code!r} is not {code!r}")
     found = rules_repository.versions(session, code)
     if not found:
         raise RuleNotFound(f"no rule {code!r}")
-    _check_product(session, rule)
-    _check_active(session, rule, found[-1])
-    return rules_repository.add_version(session, rule, actor)
+    newest = found[-1]
+    if newest.body == rule.model_dump(mode="json"):
+        return newest, False
+    if expected_version is not None and expected_version != newest.version:
+        raise RuleEditConflict(
+            f"rule {code!r} is at version {newest.version}, not {expected_version}: read it again and "
+            "redo the edit on it"
+        )
+    _check(session, settings, rule, newest)
+    lost = RuleEditConflict(
+        f"another version of rule {code!r} was saved while this edit was made on version {newest.version}: "
+        "read it again and redo the edit on it"
+    )
+    return _insert(session, rule, actor, newest.version + 1, lost), True
 
 
 def rule_versions(session: Session, code: str) -> list[RuleVersion]:
@@ -176,7 +236,7 @@ def simulate(
     current = [r for _, r in rules_repository.current(session, day)]
     rules = list(proposed) if proposed is not None else current
     for rule in rules:
-        _check_product(session, rule)
+        _check(session, settings, rule, None, saving=False)
     types = {r.holder_type for r in [*rules, *current]}
     ages = entitlement.needs_member_ages([*rules, *current])
     pops = population.load(session.connection(), types, day, settings.governorates, ages=ages)

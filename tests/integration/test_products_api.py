@@ -109,8 +109,9 @@ def test_a_withdrawn_product_takes_no_new_rule_and_opens_no_period(
     r = client.post("/api/v1/rules", json={**sugar, "code": "sugar_again"}, headers=admin)
     assert (r.status_code, r.json()["error"]) == (409, "product_inactive")
     rice = next(r for r in demo_ruleset().rules if r.code == "rice_family").model_dump(mode="json")
+    # an existing code cannot move onto it either (nor onto any other product: that is a new code)
     r = client.put("/api/v1/rules/rice_family", json={**rice, "product": "sugar"}, headers=admin)
-    assert (r.status_code, r.json()["error"]) == (409, "product_inactive")
+    assert (r.status_code, r.json()["error"]) == (409, "rule_identity_changed")
     # a rule already on it may still be versioned (to end it)
     r = client.put("/api/v1/rules/sugar_family", json={**sugar, "effective_to": "2026-12-31"}, headers=admin)
     assert r.status_code == 201, r.text
