@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     # (measured: 2,040 vs 1,800 redemptions/s over HTTP with 2 uvicorn workers); SQLite always uses one.
     group_writers: int = 1
     hold_ttl_s: int = 15 * 60
+    # Top-ups (``POST /api/v1/topups``), in percent of the allowance's base quantity for its period: one
+    # top-up at most ``topup_max_percent``, a period's top-ups together at most
+    # ``topup_period_max_percent`` (100: a registrar can at most double a ration; a request's own
+    # ``cap_qty`` binds too when tighter). Beyond: ``exceeds_allowance``. Unit-free, so one bound fits
+    # litres, grams and cylinders alike; 0 disables top-ups.
+    topup_max_percent: int = Field(default=100, ge=0, le=10_000)
+    topup_period_max_percent: int = Field(default=100, ge=0, le=10_000)
     db_pool_size: int = 10
     log_json: bool = True
     # Messages to families (quota.notify): an HTTP SMS gateway when a URL is set, else a file under var/.

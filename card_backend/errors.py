@@ -20,6 +20,11 @@ Errors of the database layer are rendered here too, so no endpoint has to catch 
   checkout timeout: 503 ``database_unavailable`` with ``Retry-After`` — the database cannot be reached
   or gave up (connection lost or refused, shut down, serialisation failure, lock timeout). The caller
   retries the same request; a redemption retried with the same id is applied at most once.
+- ``IntegrityError`` (SQLAlchemy, psycopg): 409 ``constraint_violated`` — a unique or foreign key the
+  request ran into and its use case did not turn into a named refusal; its transaction rolled back.
+  Sessions (``card_backend.deps``) convert it at commit; the ledger's use cases run their own
+  transactions, so theirs reaches this handler — before, the ``DBAPIError`` handler re-raised it, and
+  the server answered a plain-text 500.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -188,6 +193,17 @@ def install_error_handlers(app: FastAPI) -> None:
         if not _raised_by_database_layer(exc.__traceback__):
             raise exc
         return _render(422, "invalid_value", f"a number is out of the database's range: {exc}"[:200])
+
+    @app.exception_handler(IntegrityError)
+    @app.exception_handler(psycopg.IntegrityError)
+    async def _integrity(request: Request, exc: Exception) -> JSONResponse:
+        # A constraint no use case named (a retry that lost the unique index twice, a row changed under
+        # the request): the request's transaction rolled back, nothing was written. A conflict, not a
+        # server error: answered as JSON like every other error.
+        cause = getattr(exc, "orig", None) or exc
+        first_line = (str(cause).splitlines() or [""])[0][:200]
+        log.warning("constraint violated on %s %s: %s", request.method, request.url.path, first_line)
+        return _render(409, "constraint_violated", first_line)
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(psycopg.OperationalError)

@@ -212,7 +212,7 @@ def time_lookups(url: str, holders: int, samples: int = 50) -> tuple[float, floa
             ledger_repository.family_draws(conn, rng.randint(1, holders), 200)
             draws.append(time.perf_counter() - began)
             began = time.perf_counter()
-            ledger_repository.reversal_of(conn, uuid.uuid4().hex)
+            ledger_repository.reversals_of(conn, uuid.uuid4().hex)
             reversals.append(time.perf_counter() - began)
     engine.dispose()
     return 1000 * statistics.median(draws), 1000 * statistics.median(reversals), entries

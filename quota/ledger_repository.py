@@ -18,11 +18,13 @@ from typing import Any, NamedTuple, cast
 
 import psycopg
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     DateTime,
     Select,
     Table,
     Update,
+    and_,
     bindparam,
     func,
     insert,
@@ -303,7 +305,8 @@ def entries_after(conn: Connection, seq: int, kinds: Sequence[str], limit: int) 
 def _journal_used() -> Select[Any]:
     """Per allowance, the sum of the successful debits and credits of ``used`` in its current window
     (invariant 2): ``aid``, ``qty``. Top-ups move ``granted``, not ``used``; a rolling row counts from
-    its window start."""
+    its window start. Partial reversals each count their own quantity; a reversal is only ever made in
+    the window of its debit, and one of a closed window's debit (``stock_credit``) credits no allowance."""
     owner = ALLOWANCES.alias("owner")
     return (
         select(JOURNAL.c.allowance_id.label("aid"), func.sum(JOURNAL.c.quantity_qty).label("qty"))
@@ -397,7 +400,8 @@ def family_draws(conn: Connection, family_id: int, limit: int) -> list[dict[str,
             "j.card_serial, c.holder_type AS card_holder_type, c.holder_id AS card_holder_id, "
             "j.remaining_qty, j.created_at FROM journal j LEFT JOIN cards c ON c.serial = j.card_serial "
             "WHERE j.holder_type = 'family' AND j.holder_id = :family AND j.result = 'ok' "
-            "AND j.kind IN ('redeem', 'post', 'reverse', 'topup') ORDER BY j.seq DESC LIMIT :limit"
+            "AND j.kind IN ('redeem', 'post', 'reverse', 'stock_credit', 'topup') "
+            "ORDER BY j.seq DESC LIMIT :limit"
         ).columns(created_at=DateTime(timezone=True)),
         {"family": family_id, "limit": limit},
     ).mappings()
@@ -453,14 +457,76 @@ def begin_write(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def reversal_of(conn: Connection, ref_entry_id: str) -> str | None:
-    """The entry id of the successful reversal of an entry, if any (a debit is reversed once)."""
+REVERSAL_KINDS = ("reverse", "stock_credit")
+"""Journal kinds that undo (part of) a debit: ``reverse`` credits the allowance, the point's stock and
+the money back; ``stock_credit`` (the debit's window had closed) the stock and the money only."""
+FILL_KINDS = ("redeem", "post")
+
+
+class Reversed(NamedTuple):
+    """What the successful reversals of one debit add up to so far."""
+
+    quantity_qty: int  # credited back, in all (positive)
+    refunded_minor: int  # paid back, in all (positive)
+
+
+def reversals_of(conn: Connection, ref_entry_id: str) -> Reversed:
+    """The sums of the successful reversals of a debit (several partial ones may follow each other):
+    one lookup on ``ix_journal_reversal``."""
+    j = JOURNAL.c
     row = conn.execute(
-        select(JOURNAL.c.entry_id).where(
-            JOURNAL.c.ref_entry_id == ref_entry_id, JOURNAL.c.kind == "reverse", JOURNAL.c.result == "ok"
-        )
+        select(func.coalesce(-func.sum(j.quantity_qty), 0), func.coalesce(-func.sum(j.price_minor), 0))
+        .where(j.ref_entry_id == ref_entry_id, j.kind.in_(REVERSAL_KINDS), j.result == "ok")
+    ).one()
+    return Reversed(int(row[0]), int(row[1]))
+
+
+def _live_fill() -> ColumnElement[bool]:
+    """A journal row (``JOURNAL``) that is an ``ok`` fill of a quantity its allowance reversals have not
+    wholly credited back: a correlated lookup on ``ix_journal_reversal``."""
+    j, r = JOURNAL.c, JOURNAL.alias("r").c
+    credited = (
+        select(func.coalesce(-func.sum(r.quantity_qty), 0))
+        .where(r.ref_entry_id == j.entry_id, r.kind == "reverse", r.result == "ok")
+        .scalar_subquery()
+    )
+    return and_(j.result == "ok", j.kind.in_(FILL_KINDS), j.quantity_qty > credited)
+
+
+def latest_live_fill(
+    conn: Connection, key: HolderKey, allowance_id: int, since: datetime, excluding: str
+) -> tuple[int, datetime] | None:
+    """(seq, time) of the latest live fill of an allowance made at ``since`` or later (its window), other
+    than entry ``excluding``; one backward walk of the holder's rows on ``ix_journal_holder``."""
+    j = JOURNAL.c
+    row = conn.execute(
+        select(j.seq, j.created_at)
+        .where(j.holder_id == key[1], j.holder_type == key[0], j.product_code == key[2],
+               j.allowance_id == allowance_id, j.created_at >= since, j.entry_id != excluding, _live_fill())
+        .order_by(j.seq.desc())
+        .limit(1)
     ).first()
-    return None if row is None else str(row[0])
+    return None if row is None else (int(row[0]), cast(datetime, utc(row[1])))
+
+
+def bound_otherwise(conn: Connection, key: HolderKey, excluding: str) -> bool:
+    """Whether anything but entry ``excluding`` ties the holder to a station for the product: another
+    live fill, in any period (a new period's row inherits the station), or a change of station."""
+    j = JOURNAL.c
+    row = conn.execute(
+        select(j.seq)
+        .where(j.holder_id == key[1], j.holder_type == key[0], j.product_code == key[2],
+               j.entry_id != excluding, or_(and_(j.kind == "rebind", j.result == "ok"), _live_fill()))
+        .limit(1)
+    ).first()
+    return row is not None
+
+
+def unbind_pending(conn: Connection, key: HolderKey, now: datetime, point_code: str) -> None:
+    """Untie the rows waiting to take over (``adopt_pending_homes`` gave them the card's first station)
+    from ``point_code``, when the fill that first tied the card there is reversed."""
+    conn.execute(_update_waiting(key, now).where(ALLOWANCES.c.home_point_code == point_code)
+                 .values(home_point_code=None))
 
 
 def point_code_of(conn: Connection, point_id: int) -> str | None:

@@ -28,7 +28,7 @@ from quota import seal_repository as seal_repo
 from quota.redemption import utcnow
 
 log = logging.getLogger(__name__)
-DEBIT_KINDS = ("redeem", "post", "reverse", "topup")
+DEBIT_KINDS = ("redeem", "post", "reverse", "stock_credit", "topup")
 _ARABIC_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 _UNITS = {"ml": ("L", "ل"), "g": ("kg", "كغ"), "piece": ("pc", "قطعة"), "bundle": ("bundle", "ربطة")}
 
@@ -96,6 +96,13 @@ def render(entry: dict[str, Any], products: dict[str, tuple[str, str, str, int]]
     rem_en, rem_ar = _qty(int(entry["remaining_qty"] or 0), unit, per)
     when = entry["created_at"].strftime("%Y-%m-%d %H:%M UTC")
     receipt = str(entry["entry_id"])[:8].upper()
+    if entry["kind"] == "stock_credit":  # a debit of a closed period reversed: money back, quota not
+        refund = abs(int(entry["price_minor"] or 0))
+        english = (f"not handed over: {qty_en} {name_en} at {point_en}; that period has ended, so the "
+                   f"quota is not credited back; refund due {refund}; {when}; receipt {receipt}")
+        arabic = (f"لم تُسلَّم: {qty_ar} {name_ar} في {point_ar}؛ انتهت تلك الفترة فلا تُعاد الكمية إلى "
+                  f"المخصص؛ المبلغ المستحق إعادته {refund}؛ {when}؛ الإيصال {receipt}")
+        return arabic.translate(_ARABIC_DIGITS), english
     verb_en, verb_ar = {
         "redeem": ("debited", "تم صرف"), "post": ("debited", "تم صرف"),
         "reverse": ("credited back", "تمت إعادة"), "topup": ("granted extra", "تمت إضافة"),
@@ -117,7 +124,7 @@ class Notifier:
         self.clock = clock
 
     def collect(self) -> int:
-        """Queue a message for every new debit entry; returns how many were queued."""
+        """Queue a message for every new debit entry (not a post of nothing); returns how many were queued."""
         cursor_name = f"notify-{self.sender.channel}"
         with self.db.begin() as conn:
             watermark = seal_repo.committed_watermark(conn)
@@ -131,10 +138,12 @@ class Notifier:
                            if e["seq"] <= watermark]
                 if not entries:
                     break
-                found = message_repo.recipients(conn, entries)
+                # A hold posted with nothing dispensed is an ok "post" of 0: no debit, no message.
+                debits = [e for e in entries if int(e["quantity_qty"]) != 0]
+                found = message_repo.recipients(conn, debits)
                 now = self.clock()
                 rows = []
-                for e in entries:
+                for e in debits:
                     to = found.get(int(e["seq"]), {})
                     text_ar, text_en = render(e, products, points)
                     rows.append({"seq": e["seq"], "channel": self.sender.channel,

@@ -3,19 +3,26 @@
 Each use case other than a redemption is one transaction of its own: it locks the one allowance it
 moves, decides with ``quota.domain.decide`` and appends one journal row. Ids are idempotency keys: a
 hold is keyed by its client-made id; its post, void and expiry by ids derived from it (uuid5), so a
-retried post is applied once. Refusals are journalled and replayed like redemptions.
+retried post is applied once. Refusals are journalled and replayed like redemptions — except a refused
+post that leaves its hold pending (``exceeds_hold``, ``invalid_quantity``): it is answered afresh each
+time, never stored under the post's id, so the pump's true figure can still be posted. A retry that
+races its original request into the unique index is run once more and replays the stored answer
+(``_replays_on_conflict``).
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec
 from zoneinfo import ZoneInfo
 
+import psycopg
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from quota import ledger_reports
 from quota import ledger_repository as repo
@@ -26,6 +33,8 @@ from quota.domain.decide import (
     AllowanceState,
     Decision,
     Result,
+    ReversedDebit,
+    check_reversal,
     decide_hold,
     decide_post,
     decide_rebind,
@@ -33,8 +42,11 @@ from quota.domain.decide import (
     decide_reverse,
     decide_topup,
     is_current,
+    unserved_refund,
+    window_holds,
 )
 from quota.domain.stock import DeliveryPayload
+from quota.domain.terms import Terms
 from quota.engine import GroupCommitEngine
 from quota.redemption import (
     Outcome,
@@ -48,7 +60,7 @@ from quota.redemption import (
 )
 
 HOLD_NAMESPACE = uuid.UUID("5b0c6e0e-3f51-4f0a-9a43-6f1f3c0d9a11")
-DEBIT_KINDS = ("redeem", "post", "reverse", "walk_in")
+DEBIT_KINDS = ("redeem", "post", "reverse", "stock_credit", "walk_in")
 UNDELIVERED_REASON = "undelivered: the point lost the answer and handed nothing over"
 # Reversal ids derived from the debit's: a repeated advice finds its own reversal.
 _UNDELIVERED_IDS = uuid.UUID("5b0c6a8e-3f6f-4f43-9a51-0d8f3c1e7a21")
@@ -56,6 +68,39 @@ _UNDELIVERED_IDS = uuid.UUID("5b0c6a8e-3f6f-4f43-9a51-0d8f3c1e7a21")
 
 def derived_id(hold_id: str, step: str) -> str:
     return str(uuid.uuid5(HOLD_NAMESPACE, f"{hold_id}:{step}"))
+
+
+def _reversal_replay(stored: dict[str, Any], request_hash: str, entry_id: str) -> Outcome:
+    """The first answer to a reversal id: a stock-only correction answers ``stock_credited`` again."""
+    outcome = replay(stored, request_hash, entry_id)
+    if outcome.ok and stored["kind"] == "stock_credit":
+        return outcome._replace(result=Result.STOCK_CREDITED.value)
+    return outcome
+
+
+_P = ParamSpec("_P")
+# The journal's multi-row insert on PostgreSQL runs on the driver's cursor (``quota.ledger_pg``): its
+# unique violation arrives as psycopg's own error, not wrapped by SQLAlchemy.
+_LOST_TO_A_TWIN: tuple[type[Exception], ...] = (IntegrityError, psycopg.IntegrityError)
+
+
+def _replays_on_conflict(use_case: Callable[_P, Outcome]) -> Callable[_P, Outcome]:
+    """Run a keyed use case once more when its transaction loses the unique index to a twin.
+
+    On PostgreSQL two deliveries of one request (a retry racing its original) can both find no stored
+    answer; the second then waits on the allowance lock, and its insert under the same id fails
+    (``uq_journal_entry_id``, ``pk_holds``) once the first commits. Its transaction has rolled back, so
+    running it again finds the first's answer and replays it. Any other constraint fails the second run
+    too, and is answered 409 ``constraint_violated`` (``card_backend.errors``)."""
+
+    @functools.wraps(use_case)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> Outcome:
+        try:
+            return use_case(*args, **kwargs)
+        except _LOST_TO_A_TWIN:
+            return use_case(*args, **kwargs)
+
+    return run
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +122,18 @@ class LedgerService:
         *,
         hold_ttl_s: int = 15 * 60,
         clock: Callable[[], datetime] = utcnow,
+        topup_max_percent: int = 100,
+        topup_period_max_percent: int = 100,
     ) -> None:
         self.db = db
         self.terms_for = terms_for
         self.engine = engine
         self.hold_ttl = timedelta(seconds=hold_ttl_s)
         self.clock = clock
+        # The deployment's bounds on top-ups, in percent of the allowance's base quantity for its period
+        # (``CARD_TOPUP_MAX_PERCENT``, ``CARD_TOPUP_PERIOD_MAX_PERCENT``): one top-up, and all of a period's.
+        self.topup_max_percent = topup_max_percent
+        self.topup_period_max_percent = topup_period_max_percent
 
     # redemptions --------------------------------------------------------------------------------
     def group_engine(self) -> GroupCommitEngine:
@@ -144,6 +195,7 @@ class LedgerService:
         return outcome_of(row, replayed=False)
 
     # holds --------------------------------------------------------------------------------------
+    @_replays_on_conflict
     def hold(self, hold_id: str, card_serial: str, product: str, quantity_qty: int, point: str,
              now: datetime | None = None) -> Outcome:
         """Reserve an estimate (the pump starts); the hold expires after the configured time."""
@@ -222,6 +274,12 @@ class LedgerService:
             terms = self.terms_for(conn, state.rule_version_id)
             if step == "post" and not expired:
                 decision = decide_post(state, terms, reserved, dispensed_qty, hold["point_code"], now)
+                if not decision.ok:
+                    # The hold stays pending and nothing moved: answer without storing it under the
+                    # post's id, or the pump's true figure (30 L after a refused 30.001 L) could never
+                    # be posted and the fuel would leave the pump outside the card. A retry of the
+                    # same wrong post is refused afresh.
+                    return Outcome(entry_id, decision.result.value, remaining_qty=state.remaining_qty)
                 self._reopen_renewal(conn, state, decision, now)
                 if decision.ok:
                     repo.set_hold_state(conn, hold_id, "posted", dispensed_qty)
@@ -260,10 +318,15 @@ class LedgerService:
         """Post what was dispensed (≤ reserved; the rest returns); ``hold_expired`` after expiry.
 
         With ``point`` (the caller's own), a hold reserved at another point is answered ``wrong_point``
-        and nothing moves: only the station whose pump runs may settle its hold."""
+        and nothing moves: only the station whose pump runs may settle its hold. A post refused while
+        the hold stays pending (``exceeds_hold``, ``invalid_quantity``) is not stored: the right figure
+        may follow under the same derived id. What settles the hold is stored and replayed: the post,
+        and ``hold_expired`` / ``hold_not_pending`` once it is expired, voided or posted."""
         return self._settle(hold_id, "post", dispensed_qty, now, point)
 
     def void(self, hold_id: str, now: datetime | None = None, point: str | None = None) -> Outcome:
+        """Release the whole reservation. Only ``wrong_point`` and ``hold_unknown`` leave a hold pending,
+        and neither is stored; a void of a settled hold is stored as ``hold_not_pending``."""
         return self._settle(hold_id, "void", 0, now, point)
 
     def expire_holds(self, now: datetime | None = None, limit: int = 1000) -> int:
@@ -279,46 +342,125 @@ class LedgerService:
 
     # corrections and grants ---------------------------------------------------------------------
     def reverse(self, entry_id: str, ref_entry_id: str, reason: str, actor: str,
-                now: datetime | None = None) -> Outcome:
-        """A supervisor's correction: a new entry crediting the debit back; nothing is edited."""
-        now = now or self.clock()
-        request_hash = payload_hash("reverse", ref=ref_entry_id, reason=reason)
+                now: datetime | None = None, *, quantity_qty: int | None = None,
+                stock_only_if_closed: bool = False) -> Outcome:
+        """A supervisor's correction: a new entry crediting back ``quantity_qty`` of debit
+        ``ref_entry_id`` — by default all that is left of it; nothing is edited.
+
+        A debit (an ``ok`` redemption or pump post of a quantity) may be reversed in several parts, each
+        its own entry under its own client-made id, until it is wholly reversed (then
+        ``already_reversed``); more than is left is ``exceeds_reversible``. The allowance, the point's
+        stock and the money follow the quantity (``decide_reverse``: the refund is the tier price of the
+        window's top slice); the reversal that completes the latest fill of the window also gives back
+        the fill's gap and, if it first tied the card to the point, the binding.
+
+        Closed periods — one rule: an allowance window that has ended (a calendar period over, a rolling
+        window ended or restarted, a newer row in its place) is never credited, since nothing left in it
+        can be drawn. Such a reversal is refused ``period_closed`` and changes nothing, unless the caller
+        asks for the stock-only correction (``stock_only_if_closed``): then a ``stock_credit`` entry puts
+        the goods back in the point's stock and records the refund owed for them (what the debit cost,
+        pro rata: ``unserved_refund``), and the answer is ``stock_credited``; the family's allowance is
+        left as it is. Refusals are not journalled: the same id may be sent again once put right.
+        Unknown ``ref_entry_id``: ``entry_not_found``; an entry that is no debit (a refusal, a hold, a
+        reversal, an empty post): ``entry_not_reversible``.
+        """
+        fields: dict[str, object] = {"ref": ref_entry_id, "reason": reason}
+        if quantity_qty is not None:  # without: the digest stored before partial reversals existed
+            fields["qty"] = quantity_qty
+        if stock_only_if_closed:
+            fields["if_closed"] = "stock_only"
+        return self._reverse(entry_id, ref_entry_id, reason, actor, now or self.clock(), quantity_qty,
+                             stock_only_if_closed, payload_hash("reverse", **fields))
+
+    @_replays_on_conflict
+    def _reverse(self, entry_id: str, ref_entry_id: str, reason: str, actor: str, now: datetime,
+                 quantity_qty: int | None, stock_only_if_closed: bool, request_hash: str) -> Outcome:
         with self.db.begin() as conn:
             repo.begin_write(conn)
             found = repo.find_entries(conn, [entry_id, ref_entry_id])
             if entry_id in found:
-                return replay(found[entry_id], request_hash, entry_id)
+                return _reversal_replay(found[entry_id], request_hash, entry_id)
             original = found.get(ref_entry_id)
-            if original is None or original["kind"] not in ("redeem", "post") or original["result"] != "ok":
-                return Outcome(entry_id, "entry_not_reversible")
-            state = repo.lock_allowance(conn, int(original["allowance_id"]))
-            assert state is not None
-            if repo.reversal_of(conn, ref_entry_id) is not None:
-                return Outcome(entry_id, "already_reversed")
-            if original["created_at"] < state.period_start:
-                return Outcome(entry_id, "period_closed")
-            qty = int(original["quantity_qty"])
+            if original is None:
+                return Outcome(entry_id, Result.ENTRY_NOT_FOUND.value)
+            if (original["kind"] not in repo.FILL_KINDS or original["result"] != Result.OK.value
+                    or int(original["quantity_qty"]) <= 0 or original["allowance_id"] is None):
+                return Outcome(entry_id, Result.ENTRY_NOT_REVERSIBLE.value)
+            key = (str(original["holder_type"]), int(original["holder_id"]), str(original["product_code"]))
+            # The holder's current row is locked, open window or not: it serialises the reversals of one
+            # debit, so two cannot both credit its last litre.
+            current = repo.lock_current_allowances(conn, [key], now).get(key)
+            stored = repo.find_entries(conn, [entry_id]).get(entry_id)
+            if stored is not None:  # a twin of this request committed while this one waited for the lock
+                return _reversal_replay(stored, request_hash, entry_id)
+            so_far = repo.reversals_of(conn, ref_entry_id)
+            debit = ReversedDebit(int(original["quantity_qty"]), so_far.quantity_qty, original["point_code"])
+            qty = debit.reversible_qty if quantity_qty is None else quantity_qty
+            refusal = check_reversal(debit, qty)
+            if refusal is not None:
+                return Outcome(entry_id, refusal.value)
             row = self._row(entry_id, "reverse", request_hash, now, ref_entry_id=ref_entry_id, actor=actor,
                             reason=reason, point_code=original["point_code"],
-                            card_serial=original["card_serial"], quantity_qty=-qty,
-                            price_minor=-int(original["price_minor"]), **self._state_fields(state))
-            decision = decide_reverse(state, qty)
-            if decision.ok:
-                pair = (original["point_code"], state.product_code)
-                if stock_repo.lock_stock(conn, [pair]):
-                    stock_repo.add_dispensed(conn, {pair: -qty})
+                            card_serial=original["card_serial"], holder_type=key[0], holder_id=key[1],
+                            product_code=key[2], allowance_id=int(original["allowance_id"]),
+                            quantity_qty=-qty)
+            if (current is None or current.id != row["allowance_id"]
+                    or not window_holds(current, original["created_at"], now)):
+                if not stock_only_if_closed:
+                    return Outcome(entry_id, Result.PERIOD_CLOSED.value)
+                refund = unserved_refund(int(original["price_minor"]), debit, so_far.refunded_minor, qty)
+                row.update(kind="stock_credit", price_minor=-refund)
+                self._credit_stock(conn, original["point_code"], key[2], qty)
+                repo.insert_entries(conn, [row])
+                return outcome_of(row, replayed=False)._replace(result=Result.STOCK_CREDITED.value)
+            terms = self.terms_for(conn, current.rule_version_id)
+            if qty == debit.reversible_qty:  # the debit is wholly reversed: its fill is undone
+                debit = self._undone_fill(conn, key, current, original, debit, terms)
+            decision = decide_reverse(current, terms, debit, qty)
+            if not decision.ok:
+                return Outcome(entry_id, decision.result.value, remaining_qty=current.remaining_qty)
+            row.update(self._state_fields(current), price_minor=decision.price_minor)
+            home = current.home_point_code
+            if home is not None and decision.state.home_point_code is None:
+                repo.unbind_pending(conn, key, now, home)
+            self._reopen_renewal(conn, current, decision, now)
+            self._credit_stock(conn, original["point_code"], key[2], qty)  # allowance rows, then stock
             return self._apply(conn, row, decision)
+
+    @staticmethod
+    def _undone_fill(conn: Connection, key: repo.HolderKey, state: AllowanceState, original: dict[str, Any],
+                     debit: ReversedDebit, terms: Terms) -> ReversedDebit:
+        """What the journal says about a fill being wholly reversed: whether it is the window's latest
+        live fill, the window's previous one, and whether it is what tied the card to its station."""
+        other = repo.latest_live_fill(conn, key, state.id, state.period_start, str(original["entry_id"]))
+        if other is not None and other[0] > int(original["seq"]):
+            return debit  # a later fill of the window keeps the gap and the station
+        first = (terms.binding_max_changes is not None and state.home_point_code is not None
+                 and state.home_point_code == original["point_code"]
+                 and not repo.bound_otherwise(conn, key, str(original["entry_id"])))
+        return debit._replace(latest_fill=True, previous_fill_at=None if other is None else other[1],
+                              first_binding=first)
+
+    @staticmethod
+    def _credit_stock(conn: Connection, point_code: str | None, product_code: str, qty: int) -> None:
+        """Goods not handed over go back into the point's stock, if the point's stock is counted."""
+        pair = (point_code or "", product_code)
+        if point_code is not None and stock_repo.lock_stock(conn, [pair]):
+            stock_repo.add_dispensed(conn, {pair: -qty})
 
     def undelivered(self, ref_entry_id: str, point_code: str, actor: str,
                     now: datetime | None = None) -> Outcome:
         """Reversal advice: the point that sent debit ``ref_entry_id`` never learnt its answer and
         handed nothing over (the answer was lost, then the card's offline ceiling refused).
 
-        Applied, the debit is credited back by a reversal whose id is derived from the debit's (so the
-        advice is idempotent; result ``ok``, or ``already_reversed``). Not applied (it never arrived, or
-        has not yet), a ``void`` entry takes its id — result ``voided`` — so a late arrival is answered
-        ``exists_with_different_payload`` and never debits. A refused debit needs nothing:
-        ``not_debited``; another point's: ``wrong_point``.
+        Applied, what is left of the debit is credited back by a reversal whose id is derived from the
+        debit's (so the advice is idempotent; result ``ok``, or ``already_reversed`` if a supervisor
+        reversed it all). If the debit's allowance window has closed meanwhile, the advice — which says
+        nothing was handed over — makes the stock-only correction (``reverse``): the goods go back into
+        the point's stock, the refund is recorded, the allowance is not credited; result
+        ``stock_credited``. Not applied (it never arrived, or has not yet), a ``void`` entry takes its
+        id — result ``voided`` — so a late arrival is answered ``exists_with_different_payload`` and
+        never debits. A refused debit needs nothing: ``not_debited``; another point's: ``wrong_point``.
         """
         now = now or self.clock()
         original = self._entry_or_void(ref_entry_id, point_code, actor, now)
@@ -331,7 +473,11 @@ class LedgerService:
         if original["kind"] != "redeem" or original["result"] != Result.OK.value:
             return Outcome(ref_entry_id, "not_debited")
         reversal_id = str(uuid.uuid5(_UNDELIVERED_IDS, ref_entry_id))
-        return self.reverse(reversal_id, ref_entry_id, UNDELIVERED_REASON, actor, now)
+        # The advice's payload is its debit: the digest is the one stored before partial reversals and
+        # the stock-only correction existed, so an advice repeated across the upgrade still replays.
+        request_hash = payload_hash("reverse", ref=ref_entry_id, reason=UNDELIVERED_REASON)
+        return self._reverse(reversal_id, ref_entry_id, UNDELIVERED_REASON, actor, now, None, True,
+                             request_hash)
 
     def _entry_or_void(
         self, entry_id: str, point_code: str, actor: str, now: datetime
@@ -355,12 +501,19 @@ class LedgerService:
                 # the debit itself committed meanwhile under the same id (unique index): read it again
         raise AssertionError("unreachable")
 
+    @_replays_on_conflict
     def topup(self, entry_id: str, holder_type: str, holder_id: int, product: str, quantity_qty: int,
               reason: str, actor: str, cap_qty: int | None = None, now: datetime | None = None) -> Outcome:
-        """A one-off extra grant (e.g. a travel top-up capped at 40 L): granted and topup grow."""
+        """A one-off extra grant (e.g. a travel top-up capped at 40 L): granted and topup grow.
+
+        Bounded by the deployment (``topup_max_percent`` of the allowance's base quantity at once,
+        ``topup_period_max_percent`` for the period's top-ups together) and by ``cap_qty``, the caller's
+        bound on the period's top-ups, when tighter; beyond either: ``exceeds_allowance``. The cap is
+        part of the payload: the same id with another cap is ``exists_with_different_payload``."""
         now = now or self.clock()
+        capped = {} if cap_qty is None else {"cap": cap_qty}  # without a cap: the digest stored before
         request_hash = payload_hash("topup", holder=f"{holder_type}:{holder_id}", product=product,
-                                    qty=quantity_qty, reason=reason)
+                                    qty=quantity_qty, reason=reason, **capped)
         with self.db.begin() as conn:
             repo.begin_write(conn)
             stored = repo.find_entries(conn, [entry_id]).get(entry_id)
@@ -374,12 +527,16 @@ class LedgerService:
                 row["result"] = Result.NOT_ELIGIBLE.value
                 return self._apply(conn, row, None)
             row.update(self._state_fields(state), quantity_qty=quantity_qty)
+            period_cap = state.base_qty * self.topup_period_max_percent // 100
             decision = decide_topup(state, self.terms_for(conn, state.rule_version_id), quantity_qty, now,
-                                    cap_qty)
+                                    period_cap if cap_qty is None else min(cap_qty, period_cap))
+            if decision.ok and quantity_qty > state.base_qty * self.topup_max_percent // 100:
+                decision = Decision(Result.EXCEEDS_ALLOWANCE, state)
             if not decision.ok:
                 row["quantity_qty"] = 0
             return self._apply(conn, row, decision)
 
+    @_replays_on_conflict
     def rebind(self, entry_id: str, holder_type: str, holder_id: int, product: str, point: str,
                actor: str, now: datetime | None = None) -> Outcome:
         """Move a holder's home point; changes beyond the rule's limit per period are refused.

@@ -40,8 +40,9 @@ from quota.ledger_repository import JOURNAL, pending_hold_qty
 from quota.models import StockDelivery
 
 DELIVERIES = cast(Table, StockDelivery.__table__)
-DISPENSING_KINDS = ("redeem", "post", "reverse", "walk_in")
-"""Journal kinds that move goods out of (or, reversed, back into) a point's stock."""
+DISPENSING_KINDS = ("redeem", "post", "reverse", "stock_credit", "walk_in")
+"""Journal kinds that move goods out of (or, reversed, back into) a point's stock; ``stock_credit`` is
+the reversal of a debit whose allowance window had closed (the stock goes back, the allowance not)."""
 STOCK_META = MetaData()
 POINT_STOCK = Table(
     "point_stock",

@@ -20,6 +20,7 @@ from card_backend.auth.deps import READERS, require_roles
 from card_backend.auth.principal import Principal, Role
 from card_backend.errors import DomainError, InvalidInput, NotFound
 from card_backend.ledger.errors import HoldUnknown, LedgerBusy, LedgerRefused, WrongPoint
+from card_backend.ledger.messages import reversal_message
 from card_backend.ledger.schemas import (
     BatchOut,
     DeliveryIn,
@@ -37,6 +38,7 @@ from card_backend.ledger.schemas import (
     RedemptionBatchIn,
     RedemptionIn,
     ReversalIn,
+    ReversalOut,
     SealOut,
     StockReportOut,
     TopupIn,
@@ -68,9 +70,10 @@ Redeemer = Annotated[Principal, Depends(require_roles(Role.DEVICE, Role.CLERK, a
 # credit the family back by saying they were not (every advice is journalled with the device's name).
 Agent = Annotated[Principal, Depends(require_roles(Role.DEVICE))]
 Supervisor = Annotated[Principal, Depends(require_roles(Role.SUPERVISOR))]
-Binder = Annotated[
-    Principal, Depends(require_roles(Role.CLERK, Role.DEVICE, Role.REGISTRAR, Role.SUPERVISOR))
-]
+# A home station is moved by a registrar or a supervisor (and an administrator), never by a station: a
+# clerk or device could otherwise pull any holder to its own point without the card, using up the
+# holder's changes so the family cannot move back.
+Binder = Annotated[Principal, Depends(require_roles(Role.REGISTRAR, Role.SUPERVISOR))]
 Granter = Annotated[Principal, Depends(require_roles(Role.REGISTRAR))]
 Auditor = Annotated[Principal, Depends(require_roles(Role.AUDITOR))]
 Reader = Annotated[Principal, Depends(require_roles(*READERS))]
@@ -90,7 +93,9 @@ async def get_ledger(request: Request) -> LedgerService:
                 engine = GroupCommitEngine(db, terms, max_items=settings.group_max_items,
                                            writers=settings.group_writers,
                                            max_wait_ms=settings.group_max_wait_ms)
-                ledger = LedgerService(db, terms, engine, hold_ttl_s=settings.hold_ttl_s)
+                ledger = LedgerService(db, terms, engine, hold_ttl_s=settings.hold_ttl_s,
+                                       topup_max_percent=settings.topup_max_percent,
+                                       topup_period_max_percent=settings.topup_period_max_percent)
                 request.app.state.ledger = ledger
     return ledger
 
@@ -185,7 +190,9 @@ def _settled(outcome: Outcome, hold_id: str, principal: Principal) -> OutcomeOut
     return _answer(outcome)
 
 
-@router.post("/holds/{hold_id}/post", response_model=OutcomeOut)
+@router.post("/holds/{hold_id}/post", response_model=OutcomeOut, responses={
+    409: {"description": "refused: exceeds_hold, invalid_quantity (not stored: the right figure may "
+                         "follow), hold_expired, hold_not_pending"}})
 def post_hold(hold_id: str, body: PostIn, principal: Redeemer, ledger: LedgerDep) -> OutcomeOut:
     """Post what the pump dispensed; only the hold's own point (a device or clerk tied to it) may."""
     return _settled(ledger.post(hold_id, body.quantity_qty, point=_own_point(ledger, principal)), hold_id,
@@ -198,36 +205,74 @@ def void_hold(hold_id: str, principal: Redeemer, ledger: LedgerDep) -> OutcomeOu
     return _settled(ledger.void(hold_id, point=_own_point(ledger, principal)), hold_id, principal)
 
 
-@router.post("/reversals", response_model=OutcomeOut)
-def reverse(body: ReversalIn, principal: Supervisor, ledger: LedgerDep) -> OutcomeOut:
-    """A supervisor's correction with a reason: a new crediting entry, nothing edited."""
-    return _answer(ledger.reverse(str(body.id), body.ref_entry_id, body.reason, principal.actor))
+def _reversal_answer(outcome: Outcome, answered: frozenset[str] = frozenset({"stock_credited"})
+                     ) -> ReversalOut:
+    """A reversal's answer with its meaning in Arabic and English: 200 for ``ok`` and the ``answered``
+    results, 404 ``entry_not_found``, else a 409 whose ``detail`` carries the same fields and messages."""
+    message_ar, message_en = reversal_message(outcome.result)
+    answer = ReversalOut(**_out(outcome).model_dump(), message_ar=message_ar, message_en=message_en)
+    if outcome.result == "entry_not_found":
+        raise NotFound(answer.model_dump(mode="json"), code=outcome.result)
+    if not outcome.ok and outcome.result not in answered:
+        raise LedgerRefused(answer.model_dump(mode="json"), code=outcome.result)
+    return answer
 
 
-@router.post("/redemptions/{entry_id}/undelivered", response_model=OutcomeOut,
-             responses={409: {"description": "refused: not_debited, period_closed"}})
+@router.post("/reversals", response_model=ReversalOut, responses={
+    404: {"description": "entry_not_found: no journal entry has ref_entry_id"},
+    409: {"description": "refused, nothing changed (the id may be sent again): period_closed, "
+                         "already_reversed, exceeds_reversible, entry_not_reversible, "
+                         "exists_with_different_payload"}})
+def reverse(body: ReversalIn, principal: Supervisor, ledger: LedgerDep) -> ReversalOut:
+    """A supervisor's correction with a reason: a new crediting entry, nothing edited.
+
+    ``quantity_qty`` credits back part of a debit (a station that pumped 20 L and debited 50 L: reverse
+    30 L); a debit may be reversed in several parts, each under its own id, until none is left. The
+    family's allowance, the point's stock and the money follow the quantity; the refund (``price_minor``,
+    negative) is what the price tiers charge for the top slice of the period's use, so what the family
+    paid net always matches the tiers. Reversing all that is left of the latest fill also gives back its
+    minimum gap and, if it first tied the card to the station, the binding.
+
+    A debit whose allowance period has ended (calendar period over, rolling window ended or restarted)
+    is not credited to the family: 409 ``period_closed``, nothing changed — unless ``if_period_closed``
+    is ``stock_only``: then 200 ``stock_credited``, the point's stock gets the goods back, the refund
+    owed is recorded, the allowance is untouched. Every answer carries ``message_ar`` / ``message_en``."""
+    outcome = ledger.reverse(str(body.id), body.ref_entry_id, body.reason, principal.actor,
+                             quantity_qty=body.quantity_qty,
+                             stock_only_if_closed=body.if_period_closed == "stock_only")
+    return _reversal_answer(outcome)
+
+
+@router.post("/redemptions/{entry_id}/undelivered", response_model=ReversalOut,
+             responses={409: {"description": "refused: not_debited"}})
 def undelivered(entry_id: Annotated[str, Path(min_length=1, max_length=36)], principal: Agent,
-                ledger: LedgerDep) -> OutcomeOut:
+                ledger: LedgerDep) -> ReversalOut:
     """Reversal advice from the point that sent a debit, never learnt its answer and handed nothing over
     (the reader agent sends it when the answer was lost and the card's offline ceiling then refused).
-    Applied, the debit is credited back (``ok``, a reversal journalled under an id derived from the
-    debit's; ``already_reversed`` if a supervisor did); never applied, its id is voided (``voided``) so
-    a late arrival cannot debit. Idempotent; only a point's own reader agents (devices) advise, and only
-    on that point's debits."""
+    Applied, what is left of the debit is credited back (``ok``, a reversal journalled under an id
+    derived from the debit's; ``already_reversed`` if a supervisor reversed it all); if the debit's
+    allowance period has ended meanwhile, the stock-only correction is made (``stock_credited``: the
+    goods back in the point's stock, the refund recorded, the family's allowance not credited); never
+    applied, its id is voided (``voided``) so a late arrival cannot debit. Idempotent; only a point's
+    own reader agents (devices) advise, and only on that point's debits."""
     point = _own_point(ledger, principal)
     if point is None:
         raise WrongPoint(f"this {principal.kind} belongs to no point")
     outcome = ledger.undelivered(entry_id, point, principal.actor)
     if outcome.result == "wrong_point":
         raise WrongPoint(f"debit {entry_id} was not made at point {point}")
-    if outcome.result in ("voided", "already_reversed"):
-        return _out(outcome)
-    return _answer(outcome)
+    return _reversal_answer(outcome, frozenset({"voided", "already_reversed", "stock_credited"}))
 
 
-@router.post("/topups", response_model=OutcomeOut)
+@router.post("/topups", response_model=OutcomeOut,
+             responses={409: {"description": "refused: exceeds_allowance, not_eligible, "
+                                             "exists_with_different_payload"}})
 def topup(body: TopupIn, principal: Granter, ledger: LedgerDep) -> OutcomeOut:
-    """A one-off extra grant with a reason (registrar or administrator), journalled as ``topup``."""
+    """A one-off extra grant with a reason (registrar or administrator), journalled as ``topup``.
+
+    Bounded per allowance by the deployment (``CARD_TOPUP_MAX_PERCENT`` of the base quantity at once,
+    ``CARD_TOPUP_PERIOD_MAX_PERCENT`` for the period's top-ups) and by ``cap_qty`` when tighter: beyond,
+    409 ``exceeds_allowance``. ``cap_qty`` is part of the payload for the id's idempotency."""
     return _answer(ledger.topup(str(body.id), body.holder_type, body.holder_id, body.product_code,
                                 body.quantity_qty, body.reason, principal.actor, body.cap_qty))
 
@@ -235,8 +280,9 @@ def topup(body: TopupIn, principal: Granter, ledger: LedgerDep) -> OutcomeOut:
 @router.post("/bindings", response_model=OutcomeOut,
              responses={409: {"description": "refused: binding_changes_exhausted, not_eligible, ..."}})
 def rebind(body: RebindIn, principal: Binder, ledger: LedgerDep) -> OutcomeOut:
-    """Move a holder's home point for a product (a clerk or device moves it to its own point; a
-    registrar or supervisor to any). Changes are counted per period and refused beyond the rule's limit."""
+    """Move a holder's home point for a product: a registrar or supervisor (a supervisor tied to a point,
+    to that point), not a clerk or device. Changes are counted per period and refused beyond the rule's
+    limit."""
     _check_point(ledger, principal, {body.point_code})
     return _answer(ledger.rebind(str(body.id), body.holder_type, body.holder_id, body.product_code,
                                  body.point_code, principal.actor))

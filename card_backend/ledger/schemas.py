@@ -52,9 +52,29 @@ class PostIn(_In):
 
 
 class ReversalIn(_In):
-    id: UUID
-    ref_entry_id: Annotated[Code, Field(max_length=36)]
+    id: UUID = Field(description="Made by the supervisor's app: the idempotency key. Each partial reversal "
+                     "of a debit has its own id. A refused reversal is not stored, so its id may be sent "
+                     "again once put right.")
+    ref_entry_id: Annotated[Code, Field(max_length=36)] = Field(
+        description="The debit to reverse: a redemption's id, or a pump hold's post entry.")
     reason: Annotated[Text, Field(min_length=3, max_length=200)]
+    quantity_qty: PositiveQty | None = Field(None, description=(
+        "How much of the debit to credit back (e.g. 30 L of a 50 L debit when 20 L were pumped), at most "
+        "what earlier reversals of it left; default: all that is left. More than that: 409 "
+        "exceeds_reversible; nothing left: 409 already_reversed."))
+    if_period_closed: Literal["refuse", "stock_only"] = Field("refuse", description=(
+        "What to do when the debit's allowance window has closed (the calendar period ended, the rolling "
+        "window ended or restarted): 'refuse' answers 409 period_closed and changes nothing; 'stock_only' "
+        "puts the goods back in the point's stock and records the refund owed, without crediting the "
+        "family's allowance (its period cannot be drawn any more): 200 stock_credited."))
+
+
+class ReversalOut(OutcomeOut):
+    """A reversal's answer (or, in a refusal's ``detail``, its refusal) with what it means for a
+    supervisor or clerk, in Arabic and English."""
+
+    message_ar: str | None = None
+    message_en: str | None = None
 
 
 class TopupIn(_In):
@@ -64,7 +84,10 @@ class TopupIn(_In):
     product_code: Code
     quantity_qty: PositiveQty
     reason: Annotated[Text, Field(min_length=3, max_length=200)]
-    cap_qty: PositiveQty | None = Field(None, description="Bound on the period's top-ups, e.g. 40 L.")
+    cap_qty: PositiveQty | None = Field(None, description=(
+        "Bound on the period's top-ups, e.g. 40 L; part of the payload (the same id with another cap is "
+        "refused with exists_with_different_payload). The deployment's own bounds apply with or without "
+        "it (CARD_TOPUP_MAX_PERCENT, CARD_TOPUP_PERIOD_MAX_PERCENT of the allowance's base quantity)."))
 
 
 class RebindIn(_In):

@@ -39,6 +39,13 @@ class Result(StrEnum):
     INVALID_QUANTITY = "invalid_quantity"
     EXCEEDS_USED = "exceeds_used"
     BINDING_CHANGES_EXHAUSTED = "binding_changes_exhausted"
+    # reversals (``decide_reverse``, ``LedgerService.reverse``)
+    ENTRY_NOT_FOUND = "entry_not_found"
+    ENTRY_NOT_REVERSIBLE = "entry_not_reversible"
+    ALREADY_REVERSED = "already_reversed"
+    EXCEEDS_REVERSIBLE = "exceeds_reversible"
+    PERIOD_CLOSED = "period_closed"
+    STOCK_CREDITED = "stock_credited"
 
 
 class AllowanceState(NamedTuple):
@@ -307,13 +314,101 @@ def decide_release(state: AllowanceState, terms: Terms, reserved_qty: int) -> De
     return Decision(Result.OK, _unopened(released, terms))
 
 
-def decide_reverse(state: AllowanceState, quantity_qty: int) -> Decision:
-    """Credit back a debit; a reversal can never take ``used`` below zero."""
+class ReversedDebit(NamedTuple):
+    """The debit a reversal credits back, as the journal tells it (``quota.ledger_repository``).
+
+    A *live* fill is an ``ok`` redemption or pump post of a quantity not yet wholly reversed. The last
+    three fields matter only to a reversal that completes the debit: whether no live fill of the window
+    came after it, when the window's latest other live fill was, and whether it is what tied the card to
+    its station (no other live fill of the holder and product, in any period, and no change of station).
+    """
+
+    quantity_qty: int
+    reversed_qty: int = 0
+    point_code: str | None = None
+    latest_fill: bool = False
+    previous_fill_at: datetime | None = None
+    first_binding: bool = False
+
+    @property
+    def reversible_qty(self) -> int:
+        """What is left of the debit to reverse after earlier (partial) reversals."""
+        return self.quantity_qty - self.reversed_qty
+
+
+def window_holds(state: AllowanceState, debited_at: datetime, now: datetime) -> bool:
+    """Whether the allowance's window that a debit made at ``debited_at`` drew from still serves at
+    ``now``: a calendar period that ended, or a rolling window that ended or restarted since, is closed —
+    what it left unused can never be drawn, so a reversal cannot credit it (``period_closed``). The
+    caller checks as well that the row is still the holder's latest (a new period's row supersedes it)."""
+    if debited_at < state.period_start or now < state.period_start:
+        return False
+    return state.period_end is None or now < state.period_end
+
+
+def check_reversal(debit: ReversedDebit, quantity_qty: int) -> Result | None:
+    """The refusals of any reversal, in a closed window or not: nothing left, or more than is left."""
+    if debit.reversible_qty <= 0:
+        return Result.ALREADY_REVERSED
     if quantity_qty <= 0:
-        return Decision(Result.INVALID_QUANTITY, state)
+        return Result.INVALID_QUANTITY
+    if quantity_qty > debit.reversible_qty:
+        return Result.EXCEEDS_REVERSIBLE
+    return None
+
+
+def decide_reverse(
+    state: AllowanceState, terms: Terms, debit: ReversedDebit, quantity_qty: int
+) -> Decision:
+    """Credit back ``quantity_qty`` of a debit of the window (several partial reversals may follow one
+    another until the debit is wholly reversed); ``used`` never goes below zero.
+
+    Money: the refund is what the tiers charge for the top slice ``[used - q, used)`` of the window — the
+    marginal goods — not what the reversed debit itself cost. Debits are priced by the same slices
+    bottom-up, so what the holder paid net always equals the tier price of what the window has used
+    (each movement rounded half up per tier on its own), whichever debit is reversed and in what
+    parts. Carried and topped-up quantity widen the first tier as they do for a debit; a top-up granted
+    after a debit paid a later tier does not reprice that debit (nothing is repriced), and batches gate
+    how much may be drawn, not its price. The refund is journalled as the reversal's negative price.
+
+    A reversal that completes the debit undoes the fill itself when no live fill of the window came
+    after it: the minimum gap counts again from the window's previous live fill (none: no gap), and if
+    the debit is what tied the card to its station (``ReversedDebit.first_binding``) the card is untied
+    — a supervisor crediting back a fill that never happened must not leave the family ``too_soon`` or
+    ``point_not_bound``. A rolling window left with nothing used nor held is closed again, as a hold
+    that dispensed nothing leaves it: the next fill opens the window. A partial reversal leaves the gap,
+    the binding and the window alone: goods were handed over.
+    """
+    refusal = check_reversal(debit, quantity_qty)
+    if refusal is not None:
+        return Decision(refusal, state)
     if quantity_qty > state.used_qty:
         return Decision(Result.EXCEEDS_USED, state)
-    return Decision(Result.OK, state._replace(used_qty=state.used_qty - quantity_qty), -quantity_qty)
+    before = state._replace(used_qty=state.used_qty - quantity_qty)
+    charges = price_charges(before, terms, quantity_qty)
+    new = before
+    if quantity_qty == debit.reversible_qty and debit.latest_fill:
+        home = new.home_point_code
+        if (terms.binding_max_changes is not None and debit.first_binding
+                and home is not None and home == debit.point_code):
+            home = None
+        new = _unopened(new._replace(last_redeemed_at=debit.previous_fill_at, home_point_code=home), terms)
+    refund = sum(c.price_minor for c in charges)
+    return Decision(Result.OK, new, -quantity_qty, -refund, charges)
+
+
+def unserved_refund(paid_minor: int, debit: ReversedDebit, refunded_minor: int, quantity_qty: int) -> int:
+    """The refund owed for ``quantity_qty`` of a debit of a closed window that was not handed over.
+
+    The window's used stays as it is (its quota cannot be given back), so no tier slice is freed: the
+    holder gets back what it paid for those goods — the debit's price pro rata, rounded half up, the
+    part that completes the debit taking the rest — so the refunds of one debit never sum to more than
+    it cost (less if earlier reversals in its window already refunded it by the tiers)."""
+    left = max(paid_minor - refunded_minor, 0)
+    if quantity_qty >= debit.reversible_qty or debit.quantity_qty <= 0:
+        return left
+    share = (paid_minor * quantity_qty * 2 + debit.quantity_qty) // (2 * debit.quantity_qty)
+    return max(min(share, left), 0)
 
 
 def decide_topup(

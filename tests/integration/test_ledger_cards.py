@@ -49,11 +49,11 @@ def test_binding_changes_are_counted_per_period(world) -> None:  # type: ignore[
     svc, pop, _ = world
     card = pop.family_card[1]
     assert svc.redeem(Redemption(rid(), card, "diesel", 10_000, "P1")).ok  # binds to P1
-    assert svc.rebind(rid(), "family", 1, "diesel", "P2", "user:clerk").ok
+    assert svc.rebind(rid(), "family", 1, "diesel", "P2", "user:reg").ok
     later = NOW + timedelta(days=1)
     assert svc.redeem(Redemption(rid(), card, "diesel", 10_000, "P1", later)).result == "point_not_bound"
     assert svc.redeem(Redemption(rid(), card, "diesel", 10_000, "P2", later)).ok
-    refused = svc.rebind(rid(), "family", 1, "diesel", "P1", "user:clerk")
+    refused = svc.rebind(rid(), "family", 1, "diesel", "P1", "user:reg")
     assert refused.result == "binding_changes_exhausted"
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from quota.domain.decide import (
     AllowanceState,
     Result,
+    ReversedDebit,
     decide_hold,
     decide_post,
     decide_rebind,
@@ -154,8 +155,8 @@ def test_hold_reserves_then_post_less_returns_the_rest() -> None:
 
 
 def test_reversal_credits_used_but_never_below_zero() -> None:
-    assert decide_reverse(state(used_qty=500), 500).state.used_qty == 0
-    assert decide_reverse(state(used_qty=500), 501).result is Result.EXCEEDS_USED
+    assert decide_reverse(state(used_qty=500), MONTH, ReversedDebit(500), 500).state.used_qty == 0
+    assert decide_reverse(state(used_qty=500), MONTH, ReversedDebit(501), 501).result is Result.EXCEEDS_USED
 
 
 def test_zero_or_negative_quantity_is_refused() -> None:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from quota.domain.decide import (
     AllowanceState,
+    ReversedDebit,
     decide_hold,
     decide_post,
     decide_redeem,
@@ -54,7 +55,8 @@ def test_no_sequence_overdraws_and_used_matches_the_movements(steps: list[tuple[
                 debits.append(d.debit_qty)
                 net += d.debit_qty
         elif op == "reverse" and debits:
-            d = decide_reverse(state, debits.pop())
+            debit = debits.pop()
+            d = decide_reverse(state, TERMS, ReversedDebit(debit), debit)
             if d.ok:
                 net += d.debit_qty
         elif op == "topup":
