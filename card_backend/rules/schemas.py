@@ -7,15 +7,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from card_backend.types import BIGINT_MAX, Moment, Text
-from quota.domain.rules import ProductSpec, Rule
+from card_backend.types import Moment, Text
+from quota.domain.rules import MAX_PRICE_MINOR, ProductSpec, Rule
 
 Name = Annotated[Text, Field(min_length=1, max_length=80)]
 """A product's name as the ``products`` columns hold it (80 characters, no control characters)."""
 PRICE_PER_QTY = (1, 2**31 - 1)
 """``products.price_per_qty`` bounds: a 32-bit ``Integer`` on PostgreSQL."""
-FREE_PRICE = (0, BIGINT_MAX)
-"""``products.free_price_minor`` bounds: a ``BIGINT``."""
+FREE_PRICE = (0, MAX_PRICE_MINOR)
+"""``products.free_price_minor`` bounds: the rule language's bound on any price (a ``BIGINT`` column), the
+same for a new product and a correction."""
 PricePerQty = Annotated[int, Field(ge=PRICE_PER_QTY[0], le=PRICE_PER_QTY[1])]
 FreePrice = Annotated[int, Field(ge=FREE_PRICE[0], le=FREE_PRICE[1])]
 

@@ -463,12 +463,18 @@ class Rule(_Strict):
         )
 
 
+ProductName = Annotated[
+    str, Field(min_length=1, max_length=80, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
+]
+"""A product's name as the ``products`` columns hold it: 1 to 80 characters, no control characters."""
+
+
 class ProductSpec(_Strict):
     """A product as a rule file declares it (the admin API stores it in ``products``)."""
 
     code: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,32}$")]
-    name_ar: str
-    name_en: str
+    name_ar: ProductName
+    name_en: ProductName
     unit: Literal["ml", "g", "piece", "bundle", "point"]
     price_per_qty: Annotated[int, Field(gt=0, le=MAX_PRICE_PER_QTY)] = 1
     free_price_minor: Price = 0

@@ -388,3 +388,11 @@ def test_a_stored_body_from_before_a_consistency_check_still_loads_but_bounds_ap
     assert rule_from_body(legacy).amount.cap_qty == 10  # a version stored earlier keeps metering
     with pytest.raises(ValidationError):
         rule_from_body(body(SUGAR, "amount", {"base_qty": 10**30}))
+
+
+@pytest.mark.parametrize("name", ["", "x" * 81, "a\x00b", "line\x1bescape"])
+def test_a_rule_files_product_name_is_what_the_products_columns_hold(name: str) -> None:
+    """A rule file's product is checked as the API's is: PostgreSQL would refuse the name at load."""
+    with pytest.raises(ValidationError):
+        ProductSpec(code="caviar", name_ar=name, name_en="Caviar", unit="g")
+    assert ProductSpec(code="caviar", name_ar="كافيار", name_en="Caviar", unit="g").name_ar == "كافيار"
