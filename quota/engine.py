@@ -59,7 +59,14 @@ class _Pending:
     future: Future[Any]
     single: bool
 
-    def answer(self, outcomes: list[Outcome]) -> None:
+    def answer(self, outcomes: list[Outcome | Exception]) -> None:
+        """The caller's answers; a request that could not be decided fails its own submission only (a
+        batch with it fails as a whole; its other requests were applied, and a retry of the batch with
+        the same ids replays them)."""
+        failed = next((o for o in outcomes if isinstance(o, Exception)), None)
+        if failed is not None:
+            self.future.set_exception(failed)
+            return
         self.future.set_result(outcomes[0] if self.single else outcomes)
 
 

@@ -12,6 +12,7 @@ so a retry replays them.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -25,6 +26,8 @@ from quota import group_repository as group_repo
 from quota import ledger_repository as repo
 from quota.domain.decide import AllowanceState, Result, decide_redeem, is_current
 from quota.domain.terms import Terms
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -137,8 +140,12 @@ def candidate_keys(card: repo.CardRow, product_code: str) -> list[repo.HolderKey
 
 def resolve_group(
     conn: Connection, items: Sequence[Redemption], terms_for: TermsSource, clock: Callable[[], datetime]
-) -> list[Outcome]:
-    """Decide and write a group; the caller's transaction commits it."""
+) -> list[Outcome | Exception]:
+    """Decide and write a group; the caller's transaction commits it.
+
+    A request that cannot be decided (a bug, or terms that cannot be built) is answered with its
+    exception and written nowhere: the rest of the group — other callers' requests — is decided and
+    committed as if it had not been sent. A database error still fails the whole group (it is retried)."""
     group_now = clock()
     nows = [item.now or group_now for item in items]
     cards, points = group_repo.read(conn, [i.card_serial for i in items], [i.point_code for i in items])
@@ -154,7 +161,7 @@ def resolve_group(
     dispensed: dict[tuple[str, str], int] = defaultdict(int)
     changed: dict[int, AllowanceState] = {}
     rows: list[dict[str, Any]] = []
-    outcomes: list[Outcome] = []
+    outcomes: list[Outcome | Exception] = []
     bound: list[tuple[repo.HolderKey, str]] = []
     for item, now in zip(items, nows, strict=True):
         request_hash = item.payload_hash
@@ -169,7 +176,15 @@ def resolve_group(
             "payload_hash": request_hash, "ref_entry_id": None, "actor": None, "reason": None,
             "created_at": now,
         }
-        outcome = _decide_one(item, now, cards, points, states, stock, dispensed, terms_for, conn, row, bound)
+        try:
+            outcome = _decide_one(item, now, cards, points, states, stock, dispensed, terms_for, conn, row,
+                                  bound)
+        except repo.DATABASE_ERRORS:
+            raise
+        except Exception as exc:  # nothing of it was applied: _decide_one changes the rows only on ok
+            log.exception("redemption %s could not be decided; the rest of its group goes on", item.entry_id)
+            outcomes.append(exc)
+            continue
         if outcome.ok:
             key = (row["holder_type"], row["holder_id"], item.product_code)
             changed[states[key].id] = states[key]
