@@ -6,18 +6,24 @@ chosen so every rule of the demo set has holders on both sides of its predicates
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session
 
+from card_backend.card.models import Card
 from card_backend.family.models import Exclusion, Family, Person
 from card_backend.licence.models import Licence, LicenceState
+from card_backend.point.models import Point
 from card_backend.vehicle.models import Vehicle
 from quota import ledger_repository, rules_repository
 from quota.domain.rules import RuleSet, ruleset_from_yaml
+from quota.redemption import RuleTerms
+from quota.service import LedgerService
 
 DEMO = Path(__file__).resolve().parents[2] / "quota" / "rulesets" / "demo.yaml"
 
@@ -166,3 +172,29 @@ def allowance_rows(
         for state in ledger_repository.allowances_of_holder(session.connection(), holder_type, h)
         if state.product_code == product
     ]
+
+
+def seed_world(
+    session: Session, points: Sequence[tuple[str, str, Sequence[str]]], cards: Iterable[tuple[str, int]]
+) -> None:
+    """The registry and the demo rules, with points (code, kind, products served) in Damascus and an
+    active card per (holder type, id), serial ``F000001`` / ``V000001`` as the holder's initial."""
+    seed_registry(session)
+    seed_rules(session)
+    session.execute(insert(Point), [
+        {"code": code, "name_ar": "نقطة", "name_en": code, "kind": kind, "governorate": "damascus",
+         "products": list(products), "active": True} for code, kind, products in points])
+    session.execute(insert(Card), [
+        {"serial": f"{t[0].upper()}{h:06d}", "holder_type": t, "holder_id": h, "state": "active"}
+        for t, h in cards])
+
+
+@contextmanager
+def running_ledger(engine: Engine, now: datetime) -> Iterator[LedgerService]:
+    """A ledger service reading stored rule versions, its clock at ``now``; its engine stopped after."""
+    service = LedgerService(engine, RuleTerms(), clock=lambda: now)
+    try:
+        yield service
+    finally:
+        if service.engine is not None:
+            service.engine.stop()

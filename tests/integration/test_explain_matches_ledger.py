@@ -21,16 +21,14 @@ from sqlalchemy import Engine, insert, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from card_backend.auth.principal import Role
-from card_backend.card.models import Card
 from card_backend.config import Settings
 from card_backend.family.models import Exclusion
-from card_backend.point.models import Point
 from card_backend.rules import service as rules_service
 from card_backend.vehicle.models import Vehicle
 from quota.opening import open_due
-from quota.redemption import Redemption, RuleTerms
+from quota.redemption import Redemption
 from quota.service import LedgerService
-from tests.integration.rules_seed import seed_registry, seed_rules
+from tests.integration.rules_seed import running_ledger, seed_world
 
 NOV1 = datetime(2026, 11, 1, 0, 30, tzinfo=UTC)
 NOV18 = datetime(2026, 11, 18, 9, tzinfo=UTC)
@@ -47,19 +45,10 @@ def settings(engine: Engine) -> Settings:
 @pytest.fixture
 def ledger(engine: Engine, session_factory: sessionmaker[Session]) -> Iterator[LedgerService]:
     with session_factory.begin() as s:
-        seed_registry(s)
-        seed_rules(s)
-        s.execute(insert(Point), [{"code": "PUMP", "name_ar": "محطة", "name_en": "Pump",
-                                   "kind": "fuel_station", "governorate": "damascus",
-                                   "products": ["gasoline", "sugar", "rice", "tea"], "active": True}])
-        s.execute(insert(Card), [{"serial": f"{t[0].upper()}{h:06d}", "holder_type": t, "holder_id": h,
-                                  "state": "active"} for t in ("vehicle", "family") for h in (1, 2, 3)])
-    service = LedgerService(engine, RuleTerms(), clock=lambda: NOV18)
-    try:
+        seed_world(s, [("PUMP", "fuel_station", ["gasoline", "sugar", "rice", "tea"])],
+                   [(t, h) for t in ("vehicle", "family") for h in (1, 2, 3)])
+    with running_ledger(engine, NOV18) as service:
         yield service
-    finally:
-        if service.engine is not None:
-            service.engine.stop()
 
 
 def opened(factory: sessionmaker[Session], at: datetime) -> None:

@@ -27,9 +27,9 @@ from card_backend.vehicle.models import Vehicle
 from quota import rules_repository
 from quota.domain.rules import Rule
 from quota.opening import open_due
-from quota.redemption import Outcome, Redemption, RuleTerms
+from quota.redemption import Outcome, Redemption
 from quota.service import LedgerService
-from tests.integration.rules_seed import allowance_rows, seed_registry, seed_rules
+from tests.integration.rules_seed import allowance_rows, running_ledger, seed_world
 
 LARGE_FAMILY = 4  # eight living members (rules_seed)
 
@@ -37,20 +37,10 @@ LARGE_FAMILY = 4  # eight living members (rules_seed)
 @pytest.fixture
 def ledger(engine: Engine, session_factory: sessionmaker[Session]) -> Iterator[LedgerService]:
     with session_factory.begin() as s:
-        seed_registry(s)
-        seed_rules(s)
-        s.execute(insert(Point), [{"code": "OUTLET", "name_ar": "مركز", "name_en": "Outlet",
-                                   "kind": "state_outlet",
-                                   "governorate": "damascus", "products": ["sugar", "gas_cylinder"],
-                                   "active": True}])
-        s.execute(insert(Card), [{"serial": f"F{f:06d}", "holder_type": "family", "holder_id": f,
-                                  "state": "active"} for f in (1, 2, 3, LARGE_FAMILY)])
-    service = LedgerService(engine, RuleTerms(), clock=lambda: datetime(2026, 11, 1, tzinfo=UTC))
-    try:
+        seed_world(s, [("OUTLET", "state_outlet", ["sugar", "gas_cylinder"])],
+                   [("family", f) for f in (1, 2, 3, LARGE_FAMILY)])
+    with running_ledger(engine, datetime(2026, 11, 1, tzinfo=UTC)) as service:
         yield service
-    finally:
-        if service.engine is not None:
-            service.engine.stop()
 
 
 def worker(factory: sessionmaker[Session], at: datetime) -> None:

@@ -19,15 +19,14 @@ import pytest
 from sqlalchemy import Engine, delete, insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from card_backend.card.models import Card
 from card_backend.family.models import Exclusion
 from card_backend.point.models import Point
 from card_backend.vehicle.models import Vehicle
 from quota import rules_repository
 from quota.opening import open_due
-from quota.redemption import Redemption, RuleTerms
+from quota.redemption import Redemption
 from quota.service import LedgerService
-from tests.integration.rules_seed import allowance_rows, seed_registry, seed_rules
+from tests.integration.rules_seed import allowance_rows, running_ledger, seed_world
 
 DAY1 = datetime(2026, 11, 18, 9, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(days=1)
@@ -36,19 +35,10 @@ DAY2 = DAY1 + timedelta(days=1)
 @pytest.fixture
 def ledger(engine: Engine, session_factory: sessionmaker[Session]) -> Iterator[LedgerService]:
     with session_factory.begin() as s:
-        seed_registry(s)
-        seed_rules(s)
-        s.execute(insert(Point), [{"code": "PUMP", "name_ar": "محطة", "name_en": "Pump",
-                                   "kind": "fuel_station", "governorate": "damascus",
-                                   "products": ["gasoline", "gas_cylinder"], "active": True}])
-        s.execute(insert(Card), [{"serial": f"V{v:06d}", "holder_type": "vehicle", "holder_id": v,
-                                  "state": "active"} for v in (1, 2, 6)])
-    service = LedgerService(engine, RuleTerms(), clock=lambda: DAY1)
-    try:
+        seed_world(s, [("PUMP", "fuel_station", ["gasoline", "gas_cylinder"])],
+                   [("vehicle", v) for v in (1, 2, 6)])
+    with running_ledger(engine, DAY1) as service:
         yield service
-    finally:
-        if service.engine is not None:
-            service.engine.stop()
 
 
 def refresh(factory: sessionmaker[Session], at: datetime) -> None:

@@ -20,16 +20,19 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from card_backend.auth.principal import Role
-from card_backend.card.models import Card
-from card_backend.point.models import Point
 from quota.opening import OpeningReport, open_due
-from quota.redemption import Outcome, Redemption, RuleTerms
+from quota.redemption import Outcome, Redemption
 from quota.service import LedgerService
-from tests.integration.rules_seed import allowance_rows, demo_ruleset, seed_registry, seed_rules
+from tests.integration.rules_seed import (
+    allowance_rows,
+    demo_ruleset,
+    running_ledger,
+    seed_world,
+)
 
 Auth = Callable[..., dict[str, str]]
 NOV = datetime(2026, 11, 18, 12, tzinfo=UTC)
@@ -41,19 +44,10 @@ FAMILIES = (1, 2, 3, 4)  # rules_seed: sizes 2, 5, 3 and 8; family 5 is excluded
 @pytest.fixture
 def ledger(engine: Engine, session_factory: sessionmaker[Session]) -> Iterator[LedgerService]:
     with session_factory.begin() as s:
-        seed_registry(s)
-        seed_rules(s)
-        s.execute(insert(Point), [{"code": "OUTLET", "name_ar": "مركز", "name_en": "Outlet",
-                                   "kind": "state_outlet", "governorate": "damascus",
-                                   "products": ["sugar", "gas_cylinder"], "active": True}])
-        s.execute(insert(Card), [{"serial": f"F{f:06d}", "holder_type": "family", "holder_id": f,
-                                  "state": "active"} for f in FAMILIES])
-    service = LedgerService(engine, RuleTerms(), clock=lambda: NOV)
-    try:
+        seed_world(s, [("OUTLET", "state_outlet", ["sugar", "gas_cylinder"])],
+                   [("family", f) for f in FAMILIES])
+    with running_ledger(engine, NOV) as service:
         yield service
-    finally:
-        if service.engine is not None:
-            service.engine.stop()
 
 
 def worker(factory: sessionmaker[Session], at: datetime) -> OpeningReport | None:

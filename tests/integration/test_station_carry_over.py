@@ -19,16 +19,14 @@ import pytest
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from card_backend.card.models import Card
-from card_backend.point.models import Point
 from quota import rules_repository
 from quota.models import Allowance
 from quota.opening import open_due
-from quota.redemption import Redemption, RuleTerms
+from quota.redemption import Redemption
 from quota.service import LedgerService
 from tests.integration.ledger_seed import DIESEL, T0
 from tests.integration.ledger_seed import NOW as LEDGER_NOW
-from tests.integration.rules_seed import allowance_rows, seed_registry, seed_rules
+from tests.integration.rules_seed import allowance_rows, running_ledger, seed_world
 from tests.integration.test_rolling_refresh import new_private_version
 
 NOV = datetime(2026, 11, 18, 9, tzinfo=UTC)
@@ -40,23 +38,14 @@ GOVERNMENT_CAR = 4
 def ledger(engine: Engine, session_factory: sessionmaker[Session]) -> Iterator[LedgerService]:
     """The demo rules, two pumps, and government cars bound to one station (one change a month)."""
     with session_factory.begin() as s:
-        seed_registry(s)
-        seed_rules(s)
-        s.execute(insert(Point), [{"code": code, "name_ar": "محطة", "name_en": code, "kind": "fuel_station",
-                                   "governorate": "damascus", "products": ["gasoline"], "active": True}
-                                  for code in ("PUMP", "PUMP2")])
-        s.execute(insert(Card), [{"serial": f"V{v:06d}", "holder_type": "vehicle", "holder_id": v,
-                                  "state": "active"} for v in (1, GOVERNMENT_CAR)])
+        seed_world(s, [(code, "fuel_station", ["gasoline"]) for code in ("PUMP", "PUMP2")],
+                   [("vehicle", v) for v in (1, GOVERNMENT_CAR)])
         government = {r.code: r for _, r in rules_repository.current(s, date(2026, 11, 1))}[
             "gasoline_government"]
         rules_repository.add_version(s, government.model_copy(update={
             "binding_max_changes": 1, "effective_from": date(2026, 11, 1)}), "test")
-    service = LedgerService(engine, RuleTerms(), clock=lambda: NOV)
-    try:
+    with running_ledger(engine, NOV) as service:
         yield service
-    finally:
-        if service.engine is not None:
-            service.engine.stop()
 
 
 def open_at(factory: sessionmaker[Session], at: datetime) -> None:
