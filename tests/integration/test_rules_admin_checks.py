@@ -31,20 +31,11 @@ from quota import rules_repository
 from quota.domain.rules import ruleset_from_yaml
 from quota.models import Product, RuleVersion
 from tests.integration.rules_seed import demo_ruleset, seed_registry
+from tests.integration.test_rules_api import load_demo
 
 Auth = Callable[..., dict[str, str]]
 NOV = "2026-11-18T12:00:00+00:00"
 NOV_NEXT_DAY = "2026-11-19T12:00:00+00:00"
-
-
-def load_demo(client: TestClient, admin: dict[str, str]) -> None:
-    rs = demo_ruleset()
-    for p in rs.products:
-        r = client.post("/api/v1/products", json=p.model_dump(), headers=admin)
-        assert r.status_code == 201, r.text
-    for rule in rs.rules:
-        r = client.post("/api/v1/rules", json=rule.model_dump(mode="json"), headers=admin)
-        assert r.status_code == 201, r.text
 
 
 def demo(rule: str, /, **changes: Any) -> dict[str, Any]:
