@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # litres, grams and cylinders alike; 0 disables top-ups.
     topup_max_percent: int = Field(default=100, ge=0, le=10_000)
     topup_period_max_percent: int = Field(default=100, ge=0, le=10_000)
+    # A reader agent's undelivered advice is taken this long after its debit (the offline certificates'
+    # 72 h): later, 409 ``advice_too_late`` and the agent reports a conflict for a supervisor. 0: no limit.
+    undelivered_advice_max_hours: int = Field(default=72, ge=0, le=24 * 366)
     db_pool_size: int = 10
     log_json: bool = True
     # Messages to families (quota.notify): an HTTP SMS gateway when a URL is set, else a file under var/.

@@ -124,6 +124,7 @@ class LedgerService:
         clock: Callable[[], datetime] = utcnow,
         topup_max_percent: int = 100,
         topup_period_max_percent: int = 100,
+        advice_max_age_s: int | None = 72 * 3600,
     ) -> None:
         self.db = db
         self.terms_for = terms_for
@@ -134,6 +135,9 @@ class LedgerService:
         # (``CARD_TOPUP_MAX_PERCENT``, ``CARD_TOPUP_PERIOD_MAX_PERCENT``): one top-up, and all of a period's.
         self.topup_max_percent = topup_max_percent
         self.topup_period_max_percent = topup_period_max_percent
+        # Undelivered advice is taken for this long after its debit (``CARD_UNDELIVERED_ADVICE_MAX_HOURS``);
+        # later, a supervisor decides (``advice_too_late``). None: no limit.
+        self.advice_max_age = None if advice_max_age_s is None else timedelta(seconds=advice_max_age_s)
 
     # redemptions --------------------------------------------------------------------------------
     def group_engine(self) -> GroupCommitEngine:
@@ -374,7 +378,8 @@ class LedgerService:
 
     @_replays_on_conflict
     def _reverse(self, entry_id: str, ref_entry_id: str, reason: str, actor: str, now: datetime,
-                 quantity_qty: int | None, stock_only_if_closed: bool, request_hash: str) -> Outcome:
+                 quantity_qty: int | None, stock_only_if_closed: bool, request_hash: str,
+                 max_age: timedelta | None = None) -> Outcome:
         with self.db.begin() as conn:
             repo.begin_write(conn)
             found = repo.find_entries(conn, [entry_id, ref_entry_id])
@@ -386,6 +391,9 @@ class LedgerService:
             if (original["kind"] not in repo.FILL_KINDS or original["result"] != Result.OK.value
                     or int(original["quantity_qty"]) <= 0 or original["allowance_id"] is None):
                 return Outcome(entry_id, Result.ENTRY_NOT_REVERSIBLE.value)
+            made = repo.utc(original["created_at"])
+            if max_age is not None and made is not None and now - made > max_age:
+                return Outcome(entry_id, Result.ADVICE_TOO_LATE.value)
             key = (str(original["holder_type"]), int(original["holder_id"]), str(original["product_code"]))
             # The holder's current row is locked, open window or not: it serialises the reversals of one
             # debit, so two cannot both credit its last litre.
@@ -458,7 +466,10 @@ class LedgerService:
         reversed it all). If the debit's allowance window has closed meanwhile, the advice — which says
         nothing was handed over — makes the stock-only correction (``reverse``): the goods go back into
         the point's stock, the refund is recorded, the allowance is not credited; result
-        ``stock_credited``. Not applied (it never arrived, or has not yet), a ``void`` entry takes its
+        ``stock_credited``. Advice coming more than ``advice_max_age`` after the debit is refused,
+        ``advice_too_late``, and changes nothing: an agent that was away that long is a supervisor's case
+        (the agent reports it as a conflict), or a station could hand goods over and credit them back at
+        leisure. Not applied (it never arrived, or has not yet), a ``void`` entry takes its
         id — result ``voided`` — so a late arrival is answered ``exists_with_different_payload`` and
         never debits. A refused debit needs nothing: ``not_debited``; another point's: ``wrong_point``.
         """
@@ -477,7 +488,7 @@ class LedgerService:
         # the stock-only correction existed, so an advice repeated across the upgrade still replays.
         request_hash = payload_hash("reverse", ref=ref_entry_id, reason=UNDELIVERED_REASON)
         return self._reverse(reversal_id, ref_entry_id, UNDELIVERED_REASON, actor, now, None, True,
-                             request_hash)
+                             request_hash, self.advice_max_age)
 
     def _entry_or_void(
         self, entry_id: str, point_code: str, actor: str, now: datetime

@@ -95,7 +95,9 @@ async def get_ledger(request: Request) -> LedgerService:
                                            max_wait_ms=settings.group_max_wait_ms)
                 ledger = LedgerService(db, terms, engine, hold_ttl_s=settings.hold_ttl_s,
                                        topup_max_percent=settings.topup_max_percent,
-                                       topup_period_max_percent=settings.topup_period_max_percent)
+                                       topup_period_max_percent=settings.topup_period_max_percent,
+                                       advice_max_age_s=settings.undelivered_advice_max_hours * 3600
+                                       or None)
                 request.app.state.ledger = ledger
     return ledger
 
@@ -244,7 +246,8 @@ def reverse(body: ReversalIn, principal: Supervisor, ledger: LedgerDep) -> Rever
 
 
 @router.post("/redemptions/{entry_id}/undelivered", response_model=ReversalOut,
-             responses={409: {"description": "refused: not_debited"}})
+             responses={409: {"description": "refused: not_debited, advice_too_late (more than "
+                                             "CARD_UNDELIVERED_ADVICE_MAX_HOURS after the debit)"}})
 def undelivered(entry_id: Annotated[str, Path(min_length=1, max_length=36)], principal: Agent,
                 ledger: LedgerDep) -> ReversalOut:
     """Reversal advice from the point that sent a debit, never learnt its answer and handed nothing over

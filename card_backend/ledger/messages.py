@@ -35,6 +35,11 @@ REVERSAL_MESSAGES: dict[str, tuple[str, str]] = {
         "هذا القيد ليس خصماً يمكن عكسه (رفض أو حجز أو عكس أو ترحيل بكمية صفر)",
         "this entry is not a debit that can be reversed (a refusal, a hold, a reversal or an empty post)",
     ),
+    "advice_too_late": (
+        "وصل إشعار عدم التسليم بعد المهلة المسموحة من وقت الخصم؛ لم يتغير شيء، وعلى المشرف أن يقرر",
+        "the undelivered advice came later after the debit than allowed; nothing changed: a supervisor "
+        "decides",
+    ),
     "entry_not_found": (
         "لا يوجد قيد بهذا الرقم",
         "no journal entry has this id",

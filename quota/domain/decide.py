@@ -46,6 +46,7 @@ class Result(StrEnum):
     EXCEEDS_REVERSIBLE = "exceeds_reversible"
     PERIOD_CLOSED = "period_closed"
     STOCK_CREDITED = "stock_credited"
+    ADVICE_TOO_LATE = "advice_too_late"
 
 
 class AllowanceState(NamedTuple):

@@ -301,6 +301,7 @@ def test_an_advice_after_a_rolling_restart_corrects_the_stock_and_leaves_the_win
     at = NOW + timedelta(days=24, minutes=1)
     supervisor = svc.reverse(rid(), g1.entry_id, "station debited, never handed over", "user:sup", now=at)
     assert supervisor.result == "period_closed"
+    svc.advice_max_age = None  # a deployment taking advice at any age (CARD_UNDELIVERED_ADVICE_MAX_HOURS=0)
     advice = svc.undelivered(g1.entry_id, "P1", "device:agent-P1", now=at)
     assert (advice.result, advice.quantity_qty, advice.price_minor) == ("stock_credited", -1, -11_500)
     assert svc.undelivered(g1.entry_id, "P1", "device:agent-P1", now=at).replayed
@@ -382,3 +383,21 @@ def test_reversals_over_http(client: TestClient, auth: Any, pop: Population, app
     bad = client.post("/api/v1/reversals", json={**body, "id": rid(), "if_period_closed": "credit"},
                       headers=supervisor)
     assert bad.status_code == 422
+
+
+def test_undelivered_advice_is_taken_only_within_its_time_limit(world: World) -> None:
+    """A station's agent could hand goods over and then advise that it did not, at leisure: advice is
+    taken for 72 hours after the debit (the offline certificates' validity); later it is refused,
+    changes nothing, and the agent reports a conflict for a supervisor, who may still reverse."""
+    svc, pop, db = world
+    card = pop.family_card[1]
+    late = svc.redeem(Redemption(rid(), card, "sugar", 1000, "P1"))
+    on_time = svc.redeem(Redemption(rid(), card, "sugar", 1000, "P1"))
+    used = row(db, pop.allowance_of[(1, "sugar")])["used_qty"]
+    refused = svc.undelivered(late.entry_id, "P1", "device:agent-P1", now=NOW + timedelta(hours=73))
+    assert refused.result == "advice_too_late"
+    assert row(db, pop.allowance_of[(1, "sugar")])["used_qty"] == used  # nothing changed
+    ok = svc.undelivered(on_time.entry_id, "P1", "device:agent-P1", now=NOW + timedelta(hours=71))
+    assert ok.result == "ok" and row(db, pop.allowance_of[(1, "sugar")])["used_qty"] == used - 1000
+    assert svc.reverse(rid(), late.entry_id, "checked with the family", "user:sup",
+                       now=NOW + timedelta(hours=74)).ok
