@@ -347,7 +347,7 @@ class LedgerService:
     # corrections and grants ---------------------------------------------------------------------
     def reverse(self, entry_id: str, ref_entry_id: str, reason: str, actor: str,
                 now: datetime | None = None, *, quantity_qty: int | None = None,
-                stock_only_if_closed: bool = False) -> Outcome:
+                stock_only_if_closed: bool = False, point: str | None = None) -> Outcome:
         """A supervisor's correction: a new entry crediting back ``quantity_qty`` of debit
         ``ref_entry_id`` — by default all that is left of it; nothing is edited.
 
@@ -366,7 +366,8 @@ class LedgerService:
         pro rata: ``unserved_refund``), and the answer is ``stock_credited``; the family's allowance is
         left as it is. Refusals are not journalled: the same id may be sent again once put right.
         Unknown ``ref_entry_id``: ``entry_not_found``; an entry that is no debit (a refusal, a hold, a
-        reversal, an empty post): ``entry_not_reversible``.
+        reversal, an empty post): ``entry_not_reversible``. With ``point`` (a supervisor tied to a
+        point), a debit made at another point is answered ``wrong_point`` and nothing changes.
         """
         fields: dict[str, object] = {"ref": ref_entry_id, "reason": reason}
         if quantity_qty is not None:  # without: the digest stored before partial reversals existed
@@ -374,12 +375,12 @@ class LedgerService:
         if stock_only_if_closed:
             fields["if_closed"] = "stock_only"
         return self._reverse(entry_id, ref_entry_id, reason, actor, now or self.clock(), quantity_qty,
-                             stock_only_if_closed, payload_hash("reverse", **fields))
+                             stock_only_if_closed, payload_hash("reverse", **fields), point=point)
 
     @_replays_on_conflict
     def _reverse(self, entry_id: str, ref_entry_id: str, reason: str, actor: str, now: datetime,
                  quantity_qty: int | None, stock_only_if_closed: bool, request_hash: str,
-                 max_age: timedelta | None = None) -> Outcome:
+                 max_age: timedelta | None = None, point: str | None = None) -> Outcome:
         with self.db.begin() as conn:
             repo.begin_write(conn)
             found = repo.find_entries(conn, [entry_id, ref_entry_id])
@@ -388,6 +389,8 @@ class LedgerService:
             original = found.get(ref_entry_id)
             if original is None:
                 return Outcome(entry_id, Result.ENTRY_NOT_FOUND.value)
+            if point is not None and original["point_code"] != point:
+                return Outcome(entry_id, "wrong_point")
             if (original["kind"] not in repo.FILL_KINDS or original["result"] != Result.OK.value
                     or int(original["quantity_qty"]) <= 0 or original["allowance_id"] is None):
                 return Outcome(entry_id, Result.ENTRY_NOT_REVERSIBLE.value)

@@ -136,6 +136,12 @@ def record_delivery(
         select(s.c.point_code).where(s.c.point_code == point_code, s.c.product_code == product_code)
     ).first()
     if exists is None:
+        if is_pg(conn):
+            # Wait for every transaction that has written journal rows to end, so their rows are summed:
+            # a redemption group found no stock row here and will not count its own against it. One that
+            # writes after this waits for the delivery to commit, and then finds the row (its stock
+            # update follows its journal insert). Only a pair's first delivery takes this lock.
+            conn.execute(text("LOCK TABLE journal IN SHARE MODE"))
         dispensed = journal_dispensed(conn, point_code, product_code)
         conn.execute(insert(s), [{"point_code": point_code, "product_code": product_code,
                                   "delivered_qty": 0, "dispensed_qty": dispensed}])

@@ -73,7 +73,7 @@ class WalkInService:
                 found_cap = walk_repo.cap_for(conn, product_code, point_code)
                 cap = self.default_cap_qty if found_cap is None else found_cap
                 sold = walk_repo.lock_day(conn, point_code, product_code, day)  # then stock: lock order
-                balance = stock_repo.lock_stock(conn, [pair]).get(pair)
+                balance = stock_repo.lock_available(conn, [pair], now).get(pair)  # less what pumps hold
             decision = decide_walk_in(product, served, quantity_qty, sold, cap, balance)
             row: dict[str, Any] = {
                 "entry_id": entry_id, "kind": "walk_in", "result": decision.result.value,

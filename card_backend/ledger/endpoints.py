@@ -133,7 +133,7 @@ def _own_point(ledger: LedgerService, principal: Principal) -> str | None:
 
 
 def _check_point(ledger: LedgerService, principal: Principal, point_codes: set[str]) -> None:
-    """A device or a clerk tied to a point redeems at that point only."""
+    """A device, clerk or supervisor tied to a point acts at that point only."""
     if principal.point_id is None:
         return
     own = _own_point(ledger, principal)
@@ -238,10 +238,14 @@ def reverse(body: ReversalIn, principal: Supervisor, ledger: LedgerDep) -> Rever
     A debit whose allowance period has ended (calendar period over, rolling window ended or restarted)
     is not credited to the family: 409 ``period_closed``, nothing changed — unless ``if_period_closed``
     is ``stock_only``: then 200 ``stock_credited``, the point's stock gets the goods back, the refund
-    owed is recorded, the allowance is untouched. Every answer carries ``message_ar`` / ``message_en``."""
+    owed is recorded, the allowance is untouched. Every answer carries ``message_ar`` / ``message_en``.
+    A supervisor tied to a point corrects that point's debits only (403 ``wrong_point``)."""
+    own = _own_point(ledger, principal)  # a supervisor tied to a point corrects that point's debits only
     outcome = ledger.reverse(str(body.id), body.ref_entry_id, body.reason, principal.actor,
                              quantity_qty=body.quantity_qty,
-                             stock_only_if_closed=body.if_period_closed == "stock_only")
+                             stock_only_if_closed=body.if_period_closed == "stock_only", point=own)
+    if outcome.result == "wrong_point":
+        raise WrongPoint(f"debit {body.ref_entry_id} was not made at point {own}")
     return _reversal_answer(outcome)
 
 
@@ -305,11 +309,13 @@ MAX_STOCK_REPORT_DAYS = 366
     409: {"description": "refused, nothing recorded: point_inactive, product_not_served, "
                          "exists_with_different_payload"},
     422: {"description": "refused, nothing recorded: point_unknown, product_unknown, validation_error"}})
-def deliver(body: DeliveryIn, _: Supervisor, ledger: LedgerDep) -> DeliveryOut:
+def deliver(body: DeliveryIn, principal: Supervisor, ledger: LedgerDep) -> DeliveryOut:
     """Record goods received at a point. ``id`` is the idempotency key: the app makes it once per delivery
     and resends it with the same body until it gets an answer; a resent delivery counts once and answers
     201 with the first answer (``balance_qty`` as it was then) and ``replayed: true``. A refusal records
-    nothing, so the same id may be sent again once the point or product is put right."""
+    nothing, so the same id may be sent again once the point or product is put right. A supervisor tied
+    to a point records deliveries to that point only (403 ``wrong_point``)."""
+    _check_point(ledger, principal, {body.point_code})
     delivery = ledger.deliver_stock(str(body.id), body.point_code, body.product_code, body.quantity_qty,
                                     body.reference)
     if not delivery.ok:
