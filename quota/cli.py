@@ -181,7 +181,7 @@ def run_worker(
     if not settings.sms_gateway_url:
         outbox.parent.mkdir(parents=True, exist_ok=True)
     token = settings.sms_gateway_token.get_secret_value() if settings.sms_gateway_token else None
-    notifier = Notifier(db, make_sender(settings.sms_gateway_url, token, outbox))
+    notifier = Notifier(db, make_sender(settings.sms_gateway_url, token, outbox), zone=settings.zone)
     factory = make_session_factory(db)
 
     def open_periods() -> int:

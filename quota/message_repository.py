@@ -97,19 +97,50 @@ def insert_messages(conn: Connection, messages: Sequence[Mapping[str, Any]]) -> 
         conn.execute(insert(MESSAGES), [dict(m) for m in messages])
 
 
-def due_messages(conn: Connection, channel: str, now: datetime, limit: int) -> list[dict[str, Any]]:
+def claim_due(conn: Connection, channel: str, now: datetime, lease_until: datetime,
+              limit: int) -> list[dict[str, Any]]:
+    """Claim the due messages for one delivery round: pending ones whose retry time has come, and ones
+    a round claimed whose lease ran out (its worker died mid-send). Each becomes ``sending`` until
+    ``lease_until``, its ``attempts`` counted up: the returned rows carry the new count, which is the
+    claim's token (``finish_claim``). On PostgreSQL rows another round is claiming are skipped; on SQLite
+    the caller's write lock makes claims one at a time."""
     m = MESSAGES
     query = (
-        select(m).where(m.c.channel == channel, m.c.state == "pending", m.c.next_attempt_at <= now)
+        select(m).where(m.c.channel == channel, m.c.state.in_(["pending", "sending"]),
+                        m.c.next_attempt_at <= now)
         .order_by(m.c.id).limit(limit)
     )
     if is_pg(conn):
         query = query.with_for_update(skip_locked=True)
-    return [dict(r) for r in conn.execute(query).mappings()]
+    rows = [dict(r) for r in conn.execute(query).mappings()]
+    if rows:
+        conn.execute(update(m).where(m.c.id.in_([r["id"] for r in rows]))
+                     .values(state="sending", attempts=m.c.attempts + 1, next_attempt_at=lease_until))
+    for r in rows:
+        r["attempts"] = int(r["attempts"]) + 1
+        r["state"] = "sending"
+        r["next_attempt_at"] = lease_until
+    return rows
 
 
-def mark_message(conn: Connection, message_id: int, **values: Any) -> None:
-    conn.execute(update(MESSAGES).where(MESSAGES.c.id == message_id).values(**values))
+def finish_claim(conn: Connection, message_id: int, token: int, **values: Any) -> bool:
+    """Record a claimed message's result if the claim is still the caller's (``sending`` with the
+    attempts count it claimed with); False when another round took it over after the lease ran out."""
+    m = MESSAGES
+    done = conn.execute(update(m).where(m.c.id == message_id, m.c.state == "sending", m.c.attempts == token)
+                        .values(**values))
+    return bool(done.rowcount == 1)
+
+
+def release(conn: Connection, claims: Sequence[tuple[int, int]], now: datetime) -> int:
+    """Give back claimed, unsent messages ``(id, token)``: pending again, due now, the attempt not counted."""
+    m = MESSAGES
+    released = 0
+    for message_id, token in claims:
+        released += conn.execute(
+            update(m).where(m.c.id == message_id, m.c.state == "sending", m.c.attempts == token)
+            .values(state="pending", attempts=token - 1, next_attempt_at=now)).rowcount
+    return released
 
 
 def message_states(conn: Connection) -> list[dict[str, Any]]:

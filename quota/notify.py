@@ -3,9 +3,11 @@
 The journal is the outbox: ``collect`` reads journal entries of debit kinds after the sender's saved
 position (``message_cursors``), renders an Arabic and an English text, stores one ``messages`` row per
 entry and channel (unique), and advances the position in the same transaction — nothing is added to
-the redemption's hot path, and a committed debit is queued exactly once. ``deliver`` sends due
-messages; a failure is kept with its error and retried with capped back-off, forever: when the SMS
-gateway is down nothing is lost, the messages wait. Senders: a console/file sender (default) and an
+the redemption's hot path, and a committed debit is queued exactly once. ``deliver`` claims the due
+messages in one short transaction and sends them outside any transaction (``Notifier.deliver``); a
+failure is kept with its error and retried with capped back-off, forever: when the SMS gateway is down
+nothing is lost, the messages wait. Texts give quantities in the unit's display unit (L, kg, pieces)
+and times in the deployment's zone. Senders: a console/file sender (default) and an
 HTTP SMS-gateway sender.
 """
 
@@ -14,8 +16,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -30,7 +33,12 @@ from quota.redemption import utcnow
 log = logging.getLogger(__name__)
 DEBIT_KINDS = ("redeem", "post", "reverse", "stock_credit", "topup")
 _ARABIC_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
-_UNITS = {"ml": ("L", "ل"), "g": ("kg", "كغ"), "piece": ("pc", "قطعة"), "bundle": ("bundle", "ربطة")}
+# A product's unit -> (English label, Arabic label, smallest units per label unit).
+_UNITS = {"ml": ("L", "ل", 1000), "g": ("kg", "كغ", 1000), "piece": ("pc", "قطعة", 1),
+          "bundle": ("bundle", "ربطة", 1), "point": ("pt", "نقطة", 1)}
+CURRENCY = ("SYP", "ل.س")
+"""Money in messages: prices and refunds are whole units of this currency (quota/rulesets/demo.yaml:
+"SYP per L, per kg"), shown with its label as (English, Arabic)."""
 
 
 class Sender(Protocol):
@@ -80,48 +88,108 @@ def make_sender(gateway_url: str | None = None, gateway_token: str | None = None
     return ConsoleSender(outbox_path)
 
 
-def _qty(quantity: int, unit: str, per: int) -> tuple[str, str]:
-    en, ar = _UNITS.get(unit, (unit, unit))
-    value = f"{quantity / per:g}" if per > 1 else str(quantity)
-    return f"{value} {en}", f"{value} {ar}"
+def _amount(value: int, divisor: int) -> str:
+    """``value / divisor`` written out exactly (integers only, no rounding), trailing zeros dropped."""
+    sign = "-" if value < 0 else ""
+    whole, rest = divmod(abs(value), divisor)
+    if rest == 0:
+        return f"{sign}{whole}"
+    digits = len(str(divisor - 1))
+    return f"{sign}{whole}.{rest:0{digits}d}".rstrip("0")
+
+
+def _qty(quantity: int, unit: str) -> tuple[str, str]:
+    """(English, Arabic) quantity in the unit's display unit: ml as L, g as kg, counted units as they are."""
+    en, ar, divisor = _UNITS.get(unit, (unit, unit, 1))
+    value = _amount(quantity, divisor)
+    return f"{value} {en}".rstrip(), f"{value} {ar}".rstrip()
+
+
+def _zone_label(when: datetime) -> str:
+    """The local abbreviation (EET, EEST, UTC) when the zone has a lettered one, else the zone's name."""
+    abbreviation = when.tzname() or ""
+    if abbreviation.isalpha():
+        return abbreviation
+    return str(getattr(when.tzinfo, "key", "") or abbreviation)
+
+
+def _local_time(created_at: datetime, zone: tzinfo) -> str:
+    at = created_at if created_at.tzinfo is not None else created_at.replace(tzinfo=UTC)
+    local = at.astimezone(zone)
+    return f"{local.strftime('%Y-%m-%d %H:%M')} {_zone_label(local)}"
+
+
+def _code(entry_id: object) -> str:
+    """A journal entry's receipt code as the family sees it (Latin letters and digits, in both texts)."""
+    return str(entry_id)[:8].upper()
+
+
+def _ar(text: str) -> str:
+    """Arabic-Indic digits: for the Arabic text's own words and numbers, never for a receipt code."""
+    return text.translate(_ARABIC_DIGITS)
 
 
 def render(entry: dict[str, Any], products: dict[str, tuple[str, str, str, int]],
-           points: dict[str, tuple[str, str]]) -> tuple[str, str]:
-    """(Arabic, English) text: product, quantity, point, remaining, time, receipt code."""
-    name_ar, name_en, unit, per = products.get(str(entry["product_code"]), (entry["product_code"],) * 2
-                                               + ("", 1))
-    point_ar, point_en = points.get(str(entry["point_code"]), ("-", "-"))
-    qty_en, qty_ar = _qty(abs(int(entry["quantity_qty"])), unit, per)
-    rem_en, rem_ar = _qty(int(entry["remaining_qty"] or 0), unit, per)
-    when = entry["created_at"].strftime("%Y-%m-%d %H:%M UTC")
-    receipt = str(entry["entry_id"])[:8].upper()
+           points: dict[str, tuple[str, str]], *, zone: tzinfo = UTC,
+           currency: tuple[str, str] = CURRENCY) -> tuple[str, str]:
+    """(Arabic, English) text: product, quantity, point, remaining, local time, receipt code.
+
+    ``products``: code -> (name_ar, name_en, unit, price_per_qty); the quantity is shown by the unit
+    alone (ml as L, g as kg, exactly). A reversal names the receipt of the debit it reverses; a top-up
+    made at no point names none; receipt codes stay in Latin characters in the Arabic text too, so a
+    family reading one out gives the code the point looks up."""
+    code = str(entry["product_code"])
+    name_ar, name_en, unit, _ = products.get(code, (code, code, "", 1))
+    point_code = entry.get("point_code")
+    at_en = at_ar = ""
+    if point_code:
+        point_ar, point_en = points.get(str(point_code), (str(point_code), str(point_code)))
+        at_en, at_ar = f" at {point_en}", f" في {point_ar}"
+    qty_en, qty_ar = _qty(abs(int(entry["quantity_qty"])), unit)
+    rem_en, rem_ar = _qty(int(entry["remaining_qty"] or 0), unit)
+    when = _local_time(entry["created_at"], zone)
+    receipt = _code(entry["entry_id"])
+    # The debit a reversal undoes (a post's ref_entry_id is its own hold: not named).
+    ref = entry.get("ref_entry_id") if entry["kind"] in repo.REVERSAL_KINDS else None
+    of_en = f" for receipt {_code(ref)}" if ref else ""
+    of_ar = f" عن الإيصال {_code(ref)}" if ref else ""
     if entry["kind"] == "stock_credit":  # a debit of a closed period reversed: money back, quota not
-        refund = abs(int(entry["price_minor"] or 0))
-        english = (f"not handed over: {qty_en} {name_en} at {point_en}; that period has ended, so the "
-                   f"quota is not credited back; refund due {refund}; {when}; receipt {receipt}")
-        arabic = (f"لم تُسلَّم: {qty_ar} {name_ar} في {point_ar}؛ انتهت تلك الفترة فلا تُعاد الكمية إلى "
-                  f"المخصص؛ المبلغ المستحق إعادته {refund}؛ {when}؛ الإيصال {receipt}")
-        return arabic.translate(_ARABIC_DIGITS), english
+        refund = str(abs(int(entry["price_minor"] or 0)))
+        cur_en, cur_ar = currency
+        english = (f"not handed over: {qty_en} {name_en}{at_en}{of_en}; that period has ended, so the "
+                   f"quota is not credited back; refund due {refund} {cur_en}; {when}; receipt {receipt}")
+        arabic = (_ar(f"لم تُسلَّم: {qty_ar} {name_ar}{at_ar}") + of_ar
+                  + _ar(f"؛ انتهت تلك الفترة فلا تُعاد الكمية إلى المخصص؛ المبلغ المستحق إعادته {refund} "
+                        f"{cur_ar}؛ {when}؛ الإيصال ") + receipt)
+        return arabic, english
     verb_en, verb_ar = {
         "redeem": ("debited", "تم صرف"), "post": ("debited", "تم صرف"),
         "reverse": ("credited back", "تمت إعادة"), "topup": ("granted extra", "تمت إضافة"),
     }[str(entry["kind"])]
-    english = (f"{verb_en} {qty_en} {name_en} at {point_en}; remaining {rem_en}; {when}; "
+    english = (f"{verb_en} {qty_en} {name_en}{at_en}{of_en}; remaining {rem_en}; {when}; "
                f"receipt {receipt}")
-    arabic = (f"{verb_ar} {qty_ar} {name_ar} في {point_ar}؛ المتبقي {rem_ar}؛ {when}؛ "
-              f"الإيصال {receipt}").translate(_ARABIC_DIGITS)
+    arabic = (_ar(f"{verb_ar} {qty_ar} {name_ar}{at_ar}") + of_ar
+              + _ar(f"؛ المتبقي {rem_ar}؛ {when}؛ الإيصال ") + receipt)
     return arabic, english
 
 
 class Notifier:
+    """Queues and sends the family messages. ``zone``: the deployment's zone (``settings.zone``) the
+    texts give times in; ``lease_s``: how long a round's claim on its messages holds (see ``deliver``)."""
+
     def __init__(self, db: Engine, sender: Sender, *, batch: int = 500, max_backoff_s: int = 300,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, zone: tzinfo = UTC,
+                 currency: tuple[str, str] = CURRENCY, lease_s: float = 600.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.db = db
         self.sender = sender
         self.batch = batch
         self.max_backoff_s = max_backoff_s
         self.clock = clock
+        self.zone = zone
+        self.currency = currency
+        self.lease_s = lease_s
+        self.monotonic = monotonic
 
     def collect(self) -> int:
         """Queue a message for every new debit entry (not a post of nothing); returns how many were queued."""
@@ -145,7 +213,7 @@ class Notifier:
                 rows = []
                 for e in debits:
                     to = found.get(int(e["seq"]), {})
-                    text_ar, text_en = render(e, products, points)
+                    text_ar, text_en = render(e, products, points, zone=self.zone, currency=self.currency)
                     rows.append({"seq": e["seq"], "channel": self.sender.channel,
                                  "recipient": to.get("phone") or "", "text_ar": text_ar, "text_en": text_en,
                                  "state": "pending" if to.get("phone") else "no_recipient", "attempts": 0,
@@ -156,27 +224,53 @@ class Notifier:
             message_repo.save_cursor(conn, cursor_name, position)
         return queued
 
+    def _finish(self, message_id: int, token: int, **values: Any) -> bool:
+        """Record one result in its own short write transaction (on SQLite, the write lock for just it)."""
+        with self.db.begin() as conn:
+            repo.begin_write(conn)
+            return message_repo.finish_claim(conn, message_id, token, **values)
+
+    def _release(self, claims: list[dict[str, Any]]) -> None:
+        with self.db.begin() as conn:
+            repo.begin_write(conn)
+            message_repo.release(conn, [(int(m["id"]), int(m["attempts"])) for m in claims], self.clock())
+
     def deliver(self) -> tuple[int, int]:
-        """Send the due messages; returns (sent, failed this round)."""
+        """Send the due messages; returns (sent, failed this round).
+
+        No transaction is open while the gateway is called (on SQLite one would hold the database's
+        write lock, and every redemption would wait behind a slow gateway). Instead: one short write
+        transaction claims the due messages (state ``sending``, a lease until ``next_attempt_at``, and
+        ``attempts`` counted up, which is the claim's token); each is sent outside any transaction; each
+        result is recorded in its own short transaction, only while the claim is still this round's.
+        Another worker claims only what is pending, or whose lease ran out (a worker that died mid-send:
+        sent again, at least once). So no message is sent twice by live workers, a round stops sending
+        at half its lease and gives the rest back."""
         sent = failed = 0
+        channel = self.sender.channel
         now = self.clock()
         with self.db.begin() as conn:
             repo.begin_write(conn)
-            for message in message_repo.due_messages(conn, self.sender.channel, now, self.batch):
-                try:
-                    self.sender.send(message["recipient"], f"{message['text_ar']}\n{message['text_en']}")
-                except Exception as exc:  # the gateway's failure is data: kept, retried later
-                    attempts = int(message["attempts"]) + 1
-                    backoff = min(2**attempts, self.max_backoff_s)
-                    message_repo.mark_message(
-                        conn, message["id"], attempts=attempts, last_error=str(exc)[:200],
-                        next_attempt_at=now + timedelta(seconds=backoff),
-                    )
-                    failed += 1
-                else:
-                    message_repo.mark_message(conn, message["id"], state="sent", sent_at=now,
-                                      attempts=int(message["attempts"]) + 1)
-                    sent += 1
+            claimed = message_repo.claim_due(conn, channel, now, now + timedelta(seconds=self.lease_s),
+                                             self.batch)
+        started = self.monotonic()
+        for i, message in enumerate(claimed):
+            message_id, token = int(message["id"]), int(message["attempts"])
+            if self.monotonic() - started > self.lease_s / 2:  # the lease is running out: give back the rest
+                self._release(claimed[i:])
+                break
+            try:
+                self.sender.send(message["recipient"], f"{message['text_ar']}\n{message['text_en']}")
+            except Exception as exc:  # the gateway's failure is data: kept, retried later
+                backoff = min(2**token, self.max_backoff_s)
+                error = (str(exc) or type(exc).__name__)[:200]
+                self._finish(message_id, token, state="pending", last_error=error,
+                             next_attempt_at=self.clock() + timedelta(seconds=backoff))
+                failed += 1
+            else:
+                if not self._finish(message_id, token, state="sent", sent_at=self.clock()):
+                    log.warning("message %s sent after its claim was taken over", message_id)
+                sent += 1
         return sent, failed
 
     def run_once(self) -> tuple[int, int, int]:
