@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, cast, overload
 
 import psycopg
 from sqlalchemy import (
@@ -76,7 +76,12 @@ HolderKey = tuple[str, int, str]
 DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, psycopg.Error)
 
 
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
 def utc(value: datetime | None) -> datetime | None:
+    """A stored time as an aware UTC datetime (SQLite gives it back naive)."""
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -392,6 +397,11 @@ def count_allowances(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(ALLOWANCES)).scalar_one())
 
 
+FAMILY_KINDS = ("redeem", "post", "reverse", "stock_credit", "topup")
+"""The movements of its allowances a family sees in its history and is messaged about."""
+_FAMILY_KINDS_SQL = ", ".join(f"'{kind}'" for kind in FAMILY_KINDS)
+
+
 def family_draws(conn: Connection, family_id: int, limit: int) -> list[dict[str, Any]]:
     """Who (card, its holder) drew what and where from a family's allowances, newest first."""
     rows = conn.execute(
@@ -400,8 +410,7 @@ def family_draws(conn: Connection, family_id: int, limit: int) -> list[dict[str,
             "j.card_serial, c.holder_type AS card_holder_type, c.holder_id AS card_holder_id, "
             "j.remaining_qty, j.created_at FROM journal j LEFT JOIN cards c ON c.serial = j.card_serial "
             "WHERE j.holder_type = 'family' AND j.holder_id = :family AND j.result = 'ok' "
-            "AND j.kind IN ('redeem', 'post', 'reverse', 'stock_credit', 'topup') "
-            "ORDER BY j.seq DESC LIMIT :limit"
+            f"AND j.kind IN ({_FAMILY_KINDS_SQL}) ORDER BY j.seq DESC LIMIT :limit"
         ).columns(created_at=DateTime(timezone=True)),
         {"family": family_id, "limit": limit},
     ).mappings()
@@ -506,7 +515,7 @@ def latest_live_fill(
         .order_by(j.seq.desc())
         .limit(1)
     ).first()
-    return None if row is None else (int(row[0]), cast(datetime, utc(row[1])))
+    return None if row is None else (int(row[0]), utc(row[1]))
 
 
 def bound_otherwise(conn: Connection, key: HolderKey, excluding: str) -> bool:

@@ -31,7 +31,6 @@ from quota import seal_repository as seal_repo
 from quota.redemption import utcnow
 
 log = logging.getLogger(__name__)
-DEBIT_KINDS = ("redeem", "post", "reverse", "stock_credit", "topup")
 _ARABIC_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 # A product's unit -> (English label, Arabic label, smallest units per label unit).
 _UNITS = {"ml": ("L", "ل", 1000), "g": ("kg", "كغ", 1000), "piece": ("pc", "قطعة", 1),
@@ -202,7 +201,7 @@ class Notifier:
             position = message_repo.lock_cursor(conn, cursor_name)
             products, points = message_repo.names(conn)
             while True:
-                entries = [e for e in repo.entries_after(conn, position, DEBIT_KINDS, self.batch)
+                entries = [e for e in repo.entries_after(conn, position, repo.FAMILY_KINDS, self.batch)
                            if e["seq"] <= watermark]
                 if not entries:
                     break

@@ -37,6 +37,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from quota import grant_repository as grants
 from quota.dialect import is_pg
 from quota.domain.eligibility import BoolArray, IntArray
+from quota.ledger_repository import utc
 from quota.models import Allowance
 from quota.population import int_columns
 
@@ -535,10 +536,6 @@ def openings(
     return int(conn.execute(stmt).scalar_one())
 
 
-def _utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
 class RollingOpening(NamedTuple):
     """The latest opening or refresh of a product opened with a rolling rule."""
 
@@ -557,7 +554,7 @@ def rolling_products(conn: Connection) -> dict[tuple[str, str], RollingOpening]:
         .where(po.period_end.is_(None))
         .order_by(po.id)
     ).all()
-    return {(t, p): RollingOpening(str(c), int(v), int(n), _utc(at)) for t, p, c, v, n, at in rows}
+    return {(t, p): RollingOpening(str(c), int(v), int(n), utc(at)) for t, p, c, v, n, at in rows}
 
 
 def lock_openings(conn: Connection) -> None:

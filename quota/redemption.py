@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 
 from quota import group_repository as group_repo
 from quota import ledger_repository as repo
-from quota.domain.decide import AllowanceState, Result, decide_redeem, is_current
+from quota.domain.decide import AllowanceState, Result, decide_redeem, first_station, is_current
 from quota.domain.terms import Terms
 
 log = logging.getLogger(__name__)
@@ -245,8 +245,9 @@ def _decide_one(
             if result == Result.OK:
                 key = (state.holder_type, state.holder_id, item.product_code)
                 states[key] = decision.state
-                if state.home_point_code is None and decision.state.home_point_code is not None:
-                    bound.append((key, decision.state.home_point_code))
+                station = first_station(state, decision.state)
+                if station is not None:
+                    bound.append((key, station))
                 dispensed[pair] += item.quantity_qty
                 row["quantity_qty"] = decision.debit_qty
                 row["price_minor"] = decision.price_minor

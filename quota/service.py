@@ -41,6 +41,7 @@ from quota.domain.decide import (
     decide_release,
     decide_reverse,
     decide_topup,
+    first_station,
     is_current,
     unserved_refund,
     window_holds,
@@ -60,7 +61,6 @@ from quota.redemption import (
 )
 
 HOLD_NAMESPACE = uuid.UUID("5b0c6e0e-3f51-4f0a-9a43-6f1f3c0d9a11")
-DEBIT_KINDS = ("redeem", "post", "reverse", "stock_credit", "walk_in")
 UNDELIVERED_REASON = "undelivered: the point lost the answer and handed nothing over"
 # Reversal ids derived from the debit's: a repeated advice finds its own reversal.
 _UNDELIVERED_IDS = uuid.UUID("5b0c6a8e-3f6f-4f43-9a51-0d8f3c1e7a21")
@@ -287,10 +287,10 @@ class LedgerService:
                 self._reopen_renewal(conn, state, decision, now)
                 if decision.ok:
                     repo.set_hold_state(conn, hold_id, "posted", dispensed_qty)
-                    home = decision.state.home_point_code
-                    if state.home_point_code is None and home is not None:  # the card's first station
+                    station = first_station(state, decision.state)
+                    if station is not None:
                         key = (state.holder_type, state.holder_id, state.product_code)
-                        repo.adopt_pending_homes(conn, [(key, home)], now)
+                        repo.adopt_pending_homes(conn, [(key, station)], now)
                     row.update(quantity_qty=decision.debit_qty, price_minor=decision.price_minor)
                     pair = (hold["point_code"], state.product_code)
                     balance = stock_repo.lock_stock(conn, [pair]).get(pair)

@@ -431,6 +431,12 @@ def decide_topup(
     return Decision(Result.OK, new, 0)
 
 
+def first_station(before: AllowanceState, after: AllowanceState) -> str | None:
+    """The station a fill (a redemption or a hold's post) first tied the card to, or None: rows waiting
+    to take over (a renewal, a period opened ahead) take it too (``adopt_pending_homes``)."""
+    return after.home_point_code if before.home_point_code is None else None
+
+
 def decide_rebind(state: AllowanceState, terms: Terms, point_code: str, now: datetime) -> Decision:
     """Move the home point; each move after the first binding counts against the period's limit.
 
