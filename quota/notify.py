@@ -113,8 +113,7 @@ def _zone_label(when: datetime) -> str:
 
 
 def _local_time(created_at: datetime, zone: tzinfo) -> str:
-    at = created_at if created_at.tzinfo is not None else created_at.replace(tzinfo=UTC)
-    local = at.astimezone(zone)
+    local = repo.utc(created_at).astimezone(zone)
     return f"{local.strftime('%Y-%m-%d %H:%M')} {_zone_label(local)}"
 
 

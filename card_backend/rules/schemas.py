@@ -5,41 +5,26 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from card_backend.types import Moment, Text
-from quota.domain.rules import MAX_PRICE_MINOR, ProductSpec, Rule
+from card_backend.types import Moment
+from quota.domain.rules import MAX_PRICE_PER_QTY, Price, ProductName, ProductSpec, Rule
 
-Name = Annotated[Text, Field(min_length=1, max_length=80)]
+Name = ProductName
 """A product's name as the ``products`` columns hold it (80 characters, no control characters)."""
-PRICE_PER_QTY = (1, 2**31 - 1)
+PricePerQty = Annotated[int, Field(ge=1, le=MAX_PRICE_PER_QTY)]
 """``products.price_per_qty`` bounds: a 32-bit ``Integer`` on PostgreSQL."""
-FREE_PRICE = (0, MAX_PRICE_MINOR)
+FreePrice = Price
 """``products.free_price_minor`` bounds: the rule language's bound on any price (a ``BIGINT`` column), the
 same for a new product and a correction."""
-PricePerQty = Annotated[int, Field(ge=PRICE_PER_QTY[0], le=PRICE_PER_QTY[1])]
-FreePrice = Annotated[int, Field(ge=FREE_PRICE[0], le=FREE_PRICE[1])]
 
 
 class ProductIn(ProductSpec):
-    """A new product: the rule file's ``ProductSpec`` with the names and bounds of a correction
-    (``ProductPatch``), so SQLite stores nothing PostgreSQL would refuse (an empty or over-long name, a
-    NUL, a 2^31 price basis) and the two databases answer the same 422 ``validation_error``.
+    """A new product: the rule file's ``ProductSpec`` (whose names and prices carry the bounds of a
+    correction, ``ProductPatch``: SQLite stores nothing PostgreSQL would refuse — an empty or over-long
+    name, a NUL, a 2^31 price basis — and the two databases answer the same 422 ``validation_error``)."""
 
-    The prices keep ``ProductSpec``'s own constraints too (a validator adds the column bounds): the body
-    is turned into a ``ProductSpec`` again, which must never fail inside the endpoint."""
-
-    name_ar: Name
-    name_en: Name
     active: bool = True
-
-    @field_validator("price_per_qty", "free_price_minor")
-    @classmethod
-    def _column_bounds(cls, value: int, info: ValidationInfo) -> int:
-        low, high = PRICE_PER_QTY if info.field_name == "price_per_qty" else FREE_PRICE
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}")
-        return value
 
 
 class ProductPatch(BaseModel):
