@@ -125,6 +125,12 @@ class ImportRejected(InvalidInput):
     code = "import_rejected"
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of a database error's own message (the driver's, under SQLAlchemy's wrapper)."""
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).splitlines() or [""])[0][:200]
+
+
 def _render(status: int, code: str, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
@@ -183,7 +189,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _data(_: Request, exc: Exception) -> JSONResponse:
         # The database refused a value the schema let through (a NUL character, a number out of the
         # column's range): bad input, nothing was written — the transaction rolled back.
-        return _render(422, "invalid_value", str(getattr(exc, "orig", exc)).splitlines()[0][:200])
+        return _render(422, "invalid_value", _first_line(exc))
 
     @app.exception_handler(OverflowError)
     async def _overflow(_: Request, exc: OverflowError) -> JSONResponse:
@@ -200,8 +206,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # A constraint no use case named (a retry that lost the unique index twice, a row changed under
         # the request): the request's transaction rolled back, nothing was written. A conflict, not a
         # server error: answered as JSON like every other error.
-        cause = getattr(exc, "orig", None) or exc
-        first_line = (str(cause).splitlines() or [""])[0][:200]
+        first_line = _first_line(exc)
         log.warning("constraint violated on %s %s: %s", request.method, request.url.path, first_line)
         return _render(409, "constraint_violated", first_line)
 
@@ -214,9 +219,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if not _connection_lost(exc):
             raise exc
         cause = getattr(exc, "orig", None) or exc
-        first_line = (str(cause).splitlines() or [""])[0][:200]
         log.warning("database unavailable on %s %s: %s: %s", request.method, request.url.path,
-                    type(cause).__name__, first_line)
+                    type(cause).__name__, _first_line(exc))
         return _render(
             503,
             "database_unavailable",
