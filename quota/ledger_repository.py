@@ -397,7 +397,7 @@ def count_allowances(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(ALLOWANCES)).scalar_one())
 
 
-FAMILY_KINDS = ("redeem", "post", "reverse", "stock_credit", "topup")
+FAMILY_KINDS = ("redeem", "post", "reverse", "stock_credit", "topup", "withdrawal")
 """The movements of its allowances a family sees in its history and is messaged about."""
 _FAMILY_KINDS_SQL = ", ".join(f"'{kind}'" for kind in FAMILY_KINDS)
 
@@ -466,9 +466,10 @@ def begin_write(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-REVERSAL_KINDS = ("reverse", "stock_credit")
-"""Journal kinds that undo (part of) a debit: ``reverse`` credits the allowance, the point's stock and
-the money back; ``stock_credit`` (the debit's window had closed) the stock and the money only."""
+REVERSAL_KINDS = ("reverse", "stock_credit", "withdrawal")
+"""Journal kinds that undo (part of) the entry they refer to: ``reverse`` credits a debit back to the
+allowance, the point's stock and the money; ``stock_credit`` (the debit's window had closed) the stock and
+the money only; ``withdrawal`` takes back (part of) a top-up granted in error."""
 FILL_KINDS = ("redeem", "post")
 
 

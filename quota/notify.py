@@ -163,6 +163,7 @@ def render(entry: dict[str, Any], products: dict[str, tuple[str, str, str, int]]
     verb_en, verb_ar = {
         "redeem": ("debited", "تم صرف"), "post": ("debited", "تم صرف"),
         "reverse": ("credited back", "تمت إعادة"), "topup": ("granted extra", "تمت إضافة"),
+        "withdrawal": ("top-up withdrawn", "تم سحب إضافة"),
     }[str(entry["kind"])]
     english = (f"{verb_en} {qty_en} {name_en}{at_en}{of_en}; remaining {rem_en}; {when}; "
                f"receipt {receipt}")

@@ -41,6 +41,7 @@ from quota.domain.decide import (
     decide_release,
     decide_reverse,
     decide_topup,
+    decide_withdraw_topup,
     first_station,
     is_current,
     unserved_refund,
@@ -70,11 +71,16 @@ def derived_id(hold_id: str, step: str) -> str:
     return str(uuid.uuid5(HOLD_NAMESPACE, f"{hold_id}:{step}"))
 
 
+# Corrections whose answer names what they did, replayed with the same name.
+_REPLAYED_AS = {"stock_credit": Result.STOCK_CREDITED.value, "withdrawal": Result.TOPUP_WITHDRAWN.value}
+
+
 def _reversal_replay(stored: dict[str, Any], request_hash: str, entry_id: str) -> Outcome:
-    """The first answer to a reversal id: a stock-only correction answers ``stock_credited`` again."""
+    """The first answer to a reversal id: a stock-only correction answers ``stock_credited`` again, a
+    withdrawn top-up ``topup_withdrawn``."""
     outcome = replay(stored, request_hash, entry_id)
-    if outcome.ok and stored["kind"] == "stock_credit":
-        return outcome._replace(result=Result.STOCK_CREDITED.value)
+    if outcome.ok and stored["kind"] in _REPLAYED_AS:
+        return outcome._replace(result=_REPLAYED_AS[stored["kind"]])
     return outcome
 
 
@@ -391,6 +397,9 @@ class LedgerService:
                 return Outcome(entry_id, Result.ENTRY_NOT_FOUND.value)
             if point is not None and original["point_code"] != point:
                 return Outcome(entry_id, "wrong_point")
+            if original["kind"] == "topup" and original["result"] == Result.OK.value:
+                return self._withdraw_topup(conn, entry_id, original, quantity_qty, request_hash, actor,
+                                            reason, now)
             if (original["kind"] not in repo.FILL_KINDS or original["result"] != Result.OK.value
                     or int(original["quantity_qty"]) <= 0 or original["allowance_id"] is None):
                 return Outcome(entry_id, Result.ENTRY_NOT_REVERSIBLE.value)
@@ -437,6 +446,40 @@ class LedgerService:
             self._reopen_renewal(conn, current, decision, now)
             self._credit_stock(conn, original["point_code"], key[2], qty)  # allowance rows, then stock
             return self._apply(conn, row, decision)
+
+    def _withdraw_topup(self, conn: Connection, entry_id: str, original: dict[str, Any],
+                        quantity_qty: int | None, request_hash: str, actor: str, reason: str,
+                        now: datetime) -> Outcome:
+        """A top-up granted in error, withdrawn (``reverse`` on a top-up's id): a ``withdrawal`` entry takes
+        back what the holder has not drawn of it, from the window the top-up went to; nothing else moves.
+
+        ``topup_withdrawn`` when done. Refused, and nothing stored: ``period_closed`` once that window has
+        ended (its unused top-up ended with it; a rolling window the holder opened after the top-up counts
+        as ended here, since the row does not tell which window a top-up went to), ``exceeds_allowance``
+        beyond what the window has left (the answer's ``remaining_qty``: withdraw that much instead),
+        ``already_reversed`` / ``exceeds_reversible`` as for a debit. A stock-only correction has nothing
+        to correct for a top-up: a closed window is ``period_closed`` either way."""
+        key = (str(original["holder_type"]), int(original["holder_id"]), str(original["product_code"]))
+        current = repo.lock_current_allowances(conn, [key], now).get(key)
+        stored = repo.find_entries(conn, [entry_id]).get(entry_id)
+        if stored is not None:  # a twin of this request committed while this one waited for the lock
+            return _reversal_replay(stored, request_hash, entry_id)
+        ref_entry_id = str(original["entry_id"])
+        withdrawn = repo.reversals_of(conn, ref_entry_id).quantity_qty
+        granted = ReversedDebit(int(original["quantity_qty"]), withdrawn)
+        qty = granted.reversible_qty if quantity_qty is None else quantity_qty
+        refusal = check_reversal(granted, qty)
+        if refusal is not None:
+            return Outcome(entry_id, refusal.value)
+        if (current is None or current.id != int(original["allowance_id"])
+                or not window_holds(current, original["created_at"], now)):
+            return Outcome(entry_id, Result.PERIOD_CLOSED.value)
+        decision = decide_withdraw_topup(current, granted, qty)
+        if not decision.ok:
+            return Outcome(entry_id, decision.result.value, remaining_qty=current.remaining_qty)
+        row = self._row(entry_id, "withdrawal", request_hash, now, ref_entry_id=ref_entry_id, actor=actor,
+                        reason=reason, quantity_qty=-qty, **self._state_fields(current))
+        return self._apply(conn, row, decision)._replace(result=Result.TOPUP_WITHDRAWN.value)
 
     @staticmethod
     def _undone_fill(conn: Connection, key: repo.HolderKey, state: AllowanceState, original: dict[str, Any],

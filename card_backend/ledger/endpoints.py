@@ -207,7 +207,8 @@ def void_hold(hold_id: str, principal: Redeemer, ledger: LedgerDep) -> OutcomeOu
     return _settled(ledger.void(hold_id, point=_own_point(ledger, principal)), hold_id, principal)
 
 
-def _reversal_answer(outcome: Outcome, answered: frozenset[str] = frozenset({"stock_credited"})
+def _reversal_answer(outcome: Outcome,
+                     answered: frozenset[str] = frozenset({"stock_credited", "topup_withdrawn"})
                      ) -> ReversalOut:
     """A reversal's answer with its meaning in Arabic and English: 200 for ``ok`` and the ``answered``
     results, 404 ``entry_not_found``, else a 409 whose ``detail`` carries the same fields and messages."""
@@ -224,6 +225,7 @@ def _reversal_answer(outcome: Outcome, answered: frozenset[str] = frozenset({"st
     404: {"description": "entry_not_found: no journal entry has ref_entry_id"},
     409: {"description": "refused, nothing changed (the id may be sent again): period_closed, "
                          "already_reversed, exceeds_reversible, entry_not_reversible, "
+                         "exceeds_allowance (a top-up's part already drawn), "
                          "exists_with_different_payload"}})
 def reverse(body: ReversalIn, principal: Supervisor, ledger: LedgerDep) -> ReversalOut:
     """A supervisor's correction with a reason: a new crediting entry, nothing edited.
@@ -239,7 +241,13 @@ def reverse(body: ReversalIn, principal: Supervisor, ledger: LedgerDep) -> Rever
     is not credited to the family: 409 ``period_closed``, nothing changed — unless ``if_period_closed``
     is ``stock_only``: then 200 ``stock_credited``, the point's stock gets the goods back, the refund
     owed is recorded, the allowance is untouched. Every answer carries ``message_ar`` / ``message_en``.
-    A supervisor tied to a point corrects that point's debits only (403 ``wrong_point``)."""
+    A supervisor tied to a point corrects that point's debits only (403 ``wrong_point``).
+
+    ``ref_entry_id`` may also be a top-up granted in error: 200 ``topup_withdrawn`` takes back (a part of)
+    it from the family's allowance, journalled as a ``withdrawal``, while its window runs and only as
+    much as the family has not drawn (409 ``exceeds_allowance`` with ``remaining_qty``; 409
+    ``period_closed`` once the window has ended). Top-ups are tied to no point, so only a supervisor
+    tied to none withdraws them."""
     own = _own_point(ledger, principal)  # a supervisor tied to a point corrects that point's debits only
     outcome = ledger.reverse(str(body.id), body.ref_entry_id, body.reason, principal.actor,
                              quantity_qty=body.quantity_qty,

@@ -16,6 +16,16 @@ REVERSAL_MESSAGES: dict[str, tuple[str, str]] = {
         "the allowance's period has ended, so the family's quota is not credited; the goods are back in the "
         "point's stock and the refund owed to the family is recorded (price_minor)",
     ),
+    "topup_withdrawn": (
+        "سُحبت الكمية من الإضافة الممنوحة خطأً؛ نقص مخصص الأسرة بقدرها",
+        "withdrawn from the top-up granted in error; the family's allowance is smaller by that much",
+    ),
+    "exceeds_allowance": (
+        "لم تستخدم الأسرة من هذه الإضافة إلا أقل من الكمية المطلوبة سحبها؛ يمكن سحب المتبقي فقط "
+        "(remaining_qty)",
+        "the family has already drawn part of this top-up: only what is left (remaining_qty) can be "
+        "withdrawn",
+    ),
     "period_closed": (
         "انتهت فترة المخصص الذي خُصم منه هذا القيد ولا يمكن إعادة الكمية إلى الأسرة؛ لتصحيح مخزون المركز "
         "وتسجيل المبلغ المستحق أعد الطلب مع if_period_closed=stock_only",
@@ -32,8 +42,9 @@ REVERSAL_MESSAGES: dict[str, tuple[str, str]] = {
         "the quantity is more than what is left of this entry to reverse",
     ),
     "entry_not_reversible": (
-        "هذا القيد ليس خصماً يمكن عكسه (رفض أو حجز أو عكس أو ترحيل بكمية صفر)",
-        "this entry is not a debit that can be reversed (a refusal, a hold, a reversal or an empty post)",
+        "هذا القيد ليس خصماً ولا إضافة يمكن عكسها (رفض أو حجز أو عكس أو ترحيل بكمية صفر)",
+        "this entry is not a debit or a top-up that can be reversed (a refusal, a hold, a reversal or an "
+        "empty post)",
     ),
     "advice_too_late": (
         "وصل إشعار عدم التسليم بعد المهلة المسموحة من وقت الخصم؛ لم يتغير شيء، وعلى المشرف أن يقرر",

@@ -56,7 +56,8 @@ class ReversalIn(_In):
                      "of a debit has its own id. A refused reversal is not stored, so its id may be sent "
                      "again once put right.")
     ref_entry_id: Annotated[Code, Field(max_length=36)] = Field(
-        description="The debit to reverse: a redemption's id, or a pump hold's post entry.")
+        description="The debit to reverse: a redemption's id, or a pump hold's post entry; or a top-up "
+                    "granted in error, to withdraw.")
     reason: Annotated[Text, Field(min_length=3, max_length=200)]
     quantity_qty: PositiveQty | None = Field(None, description=(
         "How much of the debit to credit back (e.g. 30 L of a 50 L debit when 20 L were pumped), at most "

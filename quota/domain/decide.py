@@ -46,6 +46,7 @@ class Result(StrEnum):
     EXCEEDS_REVERSIBLE = "exceeds_reversible"
     PERIOD_CLOSED = "period_closed"
     STOCK_CREDITED = "stock_credited"
+    TOPUP_WITHDRAWN = "topup_withdrawn"
     ADVICE_TOO_LATE = "advice_too_late"
 
 
@@ -428,6 +429,26 @@ def decide_topup(
         granted_qty=window.granted_qty + quantity_qty,
         topup_qty=window.topup_qty + quantity_qty,
     )
+    return Decision(Result.OK, new, 0)
+
+
+def decide_withdraw_topup(state: AllowanceState, topup: ReversedDebit, quantity_qty: int) -> Decision:
+    """Withdraw ``quantity_qty`` of a top-up granted in error (a supervisor's correction, journalled as a
+    ``withdrawal`` referring to the top-up): granted and topup shrink by it; nothing else moves.
+
+    Only what the holder has not drawn may be withdrawn: more than the window has left (granted less used
+    and held) is ``exceeds_allowance`` and the answer says what is left, so a supervisor may withdraw that
+    part. The window the top-up went to must still be the row's (the caller checks ``window_holds``): a
+    window that ended took its unused top-up with it."""
+    refusal = check_reversal(topup, quantity_qty)
+    if refusal is not None:
+        return Decision(refusal, state)
+    if quantity_qty > state.topup_qty:
+        return Decision(Result.EXCEEDS_REVERSIBLE, state)
+    if quantity_qty > state.remaining_qty:
+        return Decision(Result.EXCEEDS_ALLOWANCE, state)
+    new = state._replace(granted_qty=state.granted_qty - quantity_qty,
+                         topup_qty=state.topup_qty - quantity_qty)
     return Decision(Result.OK, new, 0)
 
 
