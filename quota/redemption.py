@@ -158,6 +158,14 @@ def resolve_group(
     states, existing, stock = group_repo.lock(
         conn, keys, lock_now, [i.entry_id for i in items], [(i.point_code, i.product_code) for i in items]
     )
+    # A row is locked only if it began by ``lock_now``, unless another writer whose clock was read later
+    # restarted its rolling window while this group waited for the lock: the group's movements land in
+    # that window, so they are dated no earlier than it (not ``not_eligible`` for a window "not yet
+    # begun", nor journalled before the window they count in).
+    began = max((s.period_start for s in states.values()), default=lock_now)
+    if began > lock_now:
+        nows = [max(now, began) for now in nows]
+        lock_now = began
     dispensed: dict[tuple[str, str], int] = defaultdict(int)
     changed: dict[int, AllowanceState] = {}
     rows: list[dict[str, Any]] = []

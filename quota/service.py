@@ -278,6 +278,11 @@ class LedgerService:
                 return self._apply(conn, row, None)
             state = repo.lock_allowance(conn, int(hold["allowance_id"]))
             assert state is not None, "a hold always points at its allowance"
+            if state.period_start > now:
+                # While this waited for the row, a writer whose clock had been read later restarted the
+                # rolling window: the movement lands in that window, so it is dated no earlier than it
+                # (else the journal shows a debit before the window it counts in, and reconcile cries).
+                now = row["created_at"] = state.period_start
             row.update(self._state_fields(state))
             reserved = int(hold["reserved_qty"])
             expired = now >= hold["expires_at"]
