@@ -109,13 +109,18 @@ _LOCK_PAIRS = (
     "ON s.point_code = k.pt AND s.product_code = k.pr ORDER BY s.point_code, s.product_code FOR UPDATE OF s"
 )
 _LOCK_STOCK = _LOCK_PAIRS.format(balance="s.delivered_qty - s.dispensed_qty")
-# The group's view of a tracked pair: its balance less what unexpired pending pump holds there reserve
+# The group's view of a tracked pair is its balance less what unexpired pending pump holds there reserve
 # (a reservation sets the stock aside: a redemption must not take the fuel a running pump was promised).
-_LOCK_AVAILABLE = _LOCK_PAIRS.format(
-    balance="s.delivered_qty - s.dispensed_qty - COALESCE(("
-    "SELECT sum(h.reserved_qty) FROM holds h JOIN allowances a ON a.id = h.allowance_id "
-    "WHERE h.point_code = s.point_code AND h.state = 'pending' AND h.expires_at > %(now)s "
-    "AND a.product_code = s.product_code), 0)"
+# The holds are summed by a statement of their own, sent after the lock: a subquery of the locking
+# statement reads the snapshot taken before it waited, so it missed a hold committed by the transaction
+# it waited for (a redemption then took the pump's fuel), or still counted a hold that transaction had
+# just posted (its fuel counted twice: a refusal ``point_out_of_stock`` that a retry replays).
+_PENDING_HELD = (
+    "SELECT h.point_code, a.product_code, sum(h.reserved_qty) FROM holds h "
+    "JOIN allowances a ON a.id = h.allowance_id "
+    "JOIN json_to_recordset(%(pairs)s::json) AS k(pt text, pr text) "
+    "ON h.point_code = k.pt AND a.product_code = k.pr "
+    "WHERE h.state = 'pending' AND h.expires_at > %(now)s GROUP BY h.point_code, a.product_code"
 )
 _ADD_DISPENSED = (
     "UPDATE point_stock s SET dispensed_qty = s.dispensed_qty + k.d "
@@ -221,11 +226,15 @@ def lock_phase(
             lock_cur.execute(_LOCK_ALLOWANCES, {"keys": doc, "now": now})
         entries_cur = raw.cursor(row_factory=dict_row)
         entries_cur.execute(_ENTRIES, {"ids": _doc(entry_ids)})
+        pairs_doc = _doc([{"pt": p, "pr": q} for p, q in pairs])
         stock_cur = raw.cursor()
-        stock_cur.execute(_LOCK_AVAILABLE, {"pairs": _doc([{"pt": p, "pr": q} for p, q in pairs]),
-                                            "now": now})
+        stock_cur.execute(_LOCK_STOCK, {"pairs": pairs_doc})
+        held_cur = raw.cursor()
+        held_cur.execute(_PENDING_HELD, {"pairs": pairs_doc, "now": now})
     locked = lock_cur.fetchall() if keys else []
-    return locked, entries_cur.fetchall(), stock_cur.fetchall()
+    held = {(p, q): int(h) for p, q, h in held_cur.fetchall()}
+    stock = [(p, q, int(b) - held.get((p, q), 0)) for p, q, b in stock_cur.fetchall()]
+    return locked, entries_cur.fetchall(), stock
 
 
 def write_phase(

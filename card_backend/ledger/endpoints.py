@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 
@@ -195,16 +196,20 @@ def _settled(outcome: Outcome, hold_id: str, principal: Principal) -> OutcomeOut
 @router.post("/holds/{hold_id}/post", response_model=OutcomeOut, responses={
     409: {"description": "refused: exceeds_hold, invalid_quantity (not stored: the right figure may "
                          "follow), hold_expired, hold_not_pending"}})
-def post_hold(hold_id: str, body: PostIn, principal: Redeemer, ledger: LedgerDep) -> OutcomeOut:
-    """Post what the pump dispensed; only the hold's own point (a device or clerk tied to it) may."""
-    return _settled(ledger.post(hold_id, body.quantity_qty, point=_own_point(ledger, principal)), hold_id,
+def post_hold(hold_id: UUID, body: PostIn, principal: Redeemer, ledger: LedgerDep) -> OutcomeOut:
+    """Post what the pump dispensed; only the hold's own point (a device or clerk tied to it) may.
+
+    Ids in the path are UUIDs in any spelling, read as the reservation's body read its id."""
+    held = str(hold_id)
+    return _settled(ledger.post(held, body.quantity_qty, point=_own_point(ledger, principal)), held,
                     principal)
 
 
 @router.post("/holds/{hold_id}/void", response_model=OutcomeOut)
-def void_hold(hold_id: str, principal: Redeemer, ledger: LedgerDep) -> OutcomeOut:
+def void_hold(hold_id: UUID, principal: Redeemer, ledger: LedgerDep) -> OutcomeOut:
     """Void a hold (nothing dispensed); only the hold's own point may."""
-    return _settled(ledger.void(hold_id, point=_own_point(ledger, principal)), hold_id, principal)
+    held = str(hold_id)
+    return _settled(ledger.void(held, point=_own_point(ledger, principal)), held, principal)
 
 
 def _reversal_answer(outcome: Outcome,
@@ -249,7 +254,7 @@ def reverse(body: ReversalIn, principal: Supervisor, ledger: LedgerDep) -> Rever
     ``period_closed`` once the window has ended). Top-ups are tied to no point, so only a supervisor
     tied to none withdraws them."""
     own = _own_point(ledger, principal)  # a supervisor tied to a point corrects that point's debits only
-    outcome = ledger.reverse(str(body.id), body.ref_entry_id, body.reason, principal.actor,
+    outcome = ledger.reverse(str(body.id), str(body.ref_entry_id), body.reason, principal.actor,
                              quantity_qty=body.quantity_qty,
                              stock_only_if_closed=body.if_period_closed == "stock_only", point=own)
     if outcome.result == "wrong_point":
@@ -260,7 +265,7 @@ def reverse(body: ReversalIn, principal: Supervisor, ledger: LedgerDep) -> Rever
 @router.post("/redemptions/{entry_id}/undelivered", response_model=ReversalOut,
              responses={409: {"description": "refused: not_debited, advice_too_late (more than "
                                              "CARD_UNDELIVERED_ADVICE_MAX_HOURS after the debit)"}})
-def undelivered(entry_id: Annotated[str, Path(min_length=1, max_length=36)], principal: Agent,
+def undelivered(debit_id: Annotated[UUID, Path(alias="entry_id")], principal: Agent,
                 ledger: LedgerDep) -> ReversalOut:
     """Reversal advice from the point that sent a debit, never learnt its answer and handed nothing over
     (the reader agent sends it when the answer was lost and the card's offline ceiling then refused).
@@ -273,6 +278,7 @@ def undelivered(entry_id: Annotated[str, Path(min_length=1, max_length=36)], pri
     point = _own_point(ledger, principal)
     if point is None:
         raise WrongPoint(f"this {principal.kind} belongs to no point")
+    entry_id = str(debit_id)  # as the redemption's body read it: an upper-case spelling is the same id
     outcome = ledger.undelivered(entry_id, point, principal.actor)
     if outcome.result == "wrong_point":
         raise WrongPoint(f"debit {entry_id} was not made at point {point}")

@@ -55,7 +55,7 @@ class ReversalIn(_In):
     id: UUID = Field(description="Made by the supervisor's app: the idempotency key. Each partial reversal "
                      "of a debit has its own id. A refused reversal is not stored, so its id may be sent "
                      "again once put right.")
-    ref_entry_id: Annotated[Code, Field(max_length=36)] = Field(
+    ref_entry_id: UUID = Field(
         description="The debit to reverse: a redemption's id, or a pump hold's post entry; or a top-up "
                     "granted in error, to withdraw.")
     reason: Annotated[Text, Field(min_length=3, max_length=200)]
