@@ -65,10 +65,28 @@ def home_before(holder_type: str, holder_id: str, product_code: str, period_star
     )
 
 
+def row_of_period(holder_type: str, holder_id: str, product_code: str) -> str:
+    """SQL: the holder has an ``allowances`` row of the product inside the period of the grant's
+    opening (joined as ``o``): the row made from the grant, which stands for it from then on.
+
+    A calendar grant is hidden only by a row starting inside its own period: a later period's row (a
+    month opened ahead and written as rows, because its holders did not fit a run of grants) must not
+    hide it, or the holder is refused ``not_eligible`` until that period begins. A rolling grant has no
+    end and a rolling row's start moves with its windows, so any row of the product starting at or
+    after the grant hides it (the row made from it, wherever its window now starts, or a renewal): it
+    is made at most once."""
+    return (
+        f"EXISTS (SELECT 1 FROM allowances a WHERE a.holder_type = {holder_type} "
+        f"AND a.holder_id = {holder_id} AND a.product_code = {product_code} "
+        "AND a.period_start >= o.period_start AND (o.period_end IS NULL OR a.period_start < o.period_end))"
+    )
+
+
 # Insert the allowance rows of live grants not yet in ``allowances`` for the group's keys, in key
 # order (so two groups materialising the same keys wait for each other instead of deadlocking).
 # Run before the group locks its rows; ``%(keys)s`` is the lock statement's JSON document. The home
-# point is looked up only for the rows inserted (a holder's first touch of the period).
+# point is looked up only for the rows inserted (a holder's first touch of the period). A grant is
+# skipped once its period has a row (``row_of_period``); ON CONFLICT covers a concurrent insert.
 MATERIALISE = (
     "INSERT INTO allowances (holder_type, holder_id, product_code, rule_version_id, period_start, "
     "period_end, base_qty, granted_qty, carried_qty, home_point_code) "
@@ -82,24 +100,22 @@ MATERIALISE = (
     "JOIN allowance_grants g ON g.run_id = o.run_id AND g.block = k.i / r.block_size "
     "CROSS JOIN LATERAL (SELECT e.ix, grant_qty(g.granted_qty, e.ix) AS q "
     "FROM (SELECT (mod(k.i, r.block_size) * r.slots + o.slot)::int AS ix) e) x "
-    "WHERE x.q > 0 AND NOT EXISTS (SELECT 1 FROM allowances a WHERE a.holder_type = k.t "
-    "AND a.holder_id = k.i AND a.product_code = k.p AND a.period_start >= o.period_start) "
+    "WHERE x.q > 0 AND NOT " + row_of_period("k.t", "k.i", "k.p") + " "
     "ORDER BY k.t, k.i, k.p, o.period_start "
     "ON CONFLICT (holder_type, holder_id, product_code, period_start) DO NOTHING"
 )
 
-# A row hides the grant it was made from even after it moved: a rolling row's start is its window's,
-# and a rolling grant has no end, so any later row of the product (a window, a renewal) hides it.
+# A holder's grants that no row stands for yet (``row_of_period``, as MATERIALISE skips them), each
+# with the station it would start at when materialised (``home_before``, as MATERIALISE sets it).
 _HOLDER_GRANTS = (
     "SELECT o.product_code, o.rule_version_id, o.period_start, o.period_end, "
-    "COALESCE(grant_qty(g.base_qty, x.ix), x.q), x.q, COALESCE(grant_qty(g.carried_qty, x.ix), 0) "
+    "COALESCE(grant_qty(g.base_qty, x.ix), x.q), x.q, COALESCE(grant_qty(g.carried_qty, x.ix), 0), "
+    + home_before(":t", ":hid", "o.product_code", "o.period_start") + " "
     "FROM period_openings o JOIN grant_runs r ON r.id = o.run_id "
     "JOIN allowance_grants g ON g.run_id = o.run_id AND g.block = :hid / r.block_size "
     "CROSS JOIN LATERAL (SELECT e.ix, grant_qty(g.granted_qty, e.ix) AS q "
     "FROM (SELECT (mod(:hid, r.block_size) * r.slots + o.slot)::int AS ix) e) x "
-    "WHERE o.holder_type = :t AND x.q > 0 AND NOT EXISTS (SELECT 1 FROM allowances a "
-    "WHERE a.holder_type = :t AND a.holder_id = :hid AND a.product_code = o.product_code "
-    "AND a.period_start >= o.period_start AND (o.period_end IS NULL OR a.period_start < o.period_end)) "
+    "WHERE o.holder_type = :t AND x.q > 0 AND NOT " + row_of_period(":t", ":hid", "o.product_code") + " "
     "ORDER BY o.product_code, o.period_start"
 )
 
@@ -405,7 +421,8 @@ def product_grants(
 
 
 def holder_rows(conn: Connection, holder_type: str, holder_id: int) -> list[dict[str, Any]]:
-    """A holder's grants not yet materialised, as untouched ``allowances`` rows (id 0: no row yet)."""
+    """A holder's grants not yet materialised, as untouched ``allowances`` rows (id 0: no row yet) at
+    the station the ledger will tie them to when it materialises them."""
     if not is_pg(conn):
         return []
     rows = conn.execute(text(_HOLDER_GRANTS), {"t": holder_type, "hid": holder_id}).all()
@@ -425,10 +442,10 @@ def holder_rows(conn: Connection, holder_type: str, holder_id: int) -> list[dict
             "carried_qty": int(c),
             "topup_qty": 0,
             "last_redeemed_at": None,
-            "home_point_code": None,
+            "home_point_code": home,  # the station the holder is tied to (RULES.md), as MATERIALISE
             "binding_changes": 0,
         }
-        for p, v, s, e, b, g, c in rows
+        for p, v, s, e, b, g, c, home in rows
     ]
 
 
