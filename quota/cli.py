@@ -100,8 +100,11 @@ def register(app: typer.Typer) -> None:
                 governorates=settings.governorates,
                 opened_by="cardctl",
                 tz=settings.zone,
+                now=datetime.now(UTC),
             )
         console.print(f"opened {report.rows} allowances")
+        for d in report.deferred:  # opened ahead: left to the period's first day (the worker opens them)
+            console.print(f"left to its first day: {d.rule_code} ({d.holder_type} {d.product}): {d.reason}")
 
     @period_app.command("prune-grants")
     def period_prune_grants(

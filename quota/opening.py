@@ -56,10 +56,25 @@ class OpenedRule:
     points: int
 
 
+@dataclass(frozen=True, slots=True)
+class DeferredRule:
+    """A rule an opening ahead of its period left to the day the period begins (the worker opens it
+    then): ``reason`` is ``previous_period_running`` (its carry-over or points come from a period
+    still being drawn) or ``rolling_opens_on_its_day`` (rolling allowances follow the registry day by
+    day)."""
+
+    rule_code: str
+    rule_version_id: int
+    holder_type: str
+    product: str
+    reason: str
+
+
 @dataclass
 class OpeningReport:
     at: datetime
     opened: list[OpenedRule] = field(default_factory=list)
+    deferred: list[DeferredRule] = field(default_factory=list)
     points_rows: int = 0
     seconds: float = 0.0
     read_s: float = 0.0  # population columns from the registry
@@ -125,9 +140,18 @@ def open_period(
     opened_by: str = "",
     populations: dict[str, HolderColumns] | None = None,
     ended: Sequence[tuple[tuple[str, str], tuple[str, int]]] = (),
+    now: datetime | None = None,
 ) -> OpeningReport:
     """Open, at ``at`` (or the start of ``period_key``), every current rule's period, and refresh the
     rolling allowances already opened (see the module docstring).
+
+    Opened ahead — ``at`` on a later local day than ``now`` (default: ``at``, else the clock; an
+    administrator's opening passes the clock) — a rule is left to
+    its day (``OpeningReport.deferred``; the worker opens it when the period begins) when what it
+    writes depends on days still to come: a rule carrying unused quantity over (or converting it to
+    points) from a period still being drawn, whose unused part is not known yet; and a rolling rule,
+    whose allowances follow the registry day by day (a refresh recorded under a later day would also
+    stop the daily ones until then). Nothing of them is written or recorded.
 
     ``rules`` are (rule_version_id, rule) pairs; by default the versions in force that day, and then
     the rolling products whose rules have all ended are refreshed too (``ended``: (holder type,
@@ -136,6 +160,8 @@ def open_period(
     """
     started = time.perf_counter()
     when = at or (at_of(period_key, tz) if period_key else datetime.now(tz))
+    clock = now or at or datetime.now(UTC)  # a caller naming ``at`` alone opens as of that moment
+    ahead = _slot(when, tz) > _slot(clock, tz)
     day: date = when.astimezone(tz).date()
     conn = session.connection()
     repo.lock_openings(conn)  # two openers (a worker, an administrator) take turns: the second tops up
@@ -168,6 +194,13 @@ def open_period(
         if rule.code not in writes:  # a rule in force but not due: it only shadows and takes holders
             if rule.period.kind != "rolling":
                 calendar.setdefault(key, []).append(res)
+            continue
+        reason = _deferred_reason(rule, res, clock, tz) if ahead else None
+        if reason is not None:
+            report.deferred.append(DeferredRule(rule.code, version_of[rule.code], rule.holder_type,
+                                                rule.product, reason))
+            if rule.period.kind != "rolling":
+                calendar.setdefault(key, []).append(res)  # still serves its holders (priority)
             continue
         if rule.period.kind == "rolling":
             if repo.openings(conn, rule.holder_type, rule.product, None):
@@ -228,7 +261,7 @@ def open_period(
         )
         report.opened.append(opened)
     day_start = _slot(when, tz)
-    if rules is None:
+    if rules is None and not ahead:
         ended = ended_rolling(session, when, tz)
     for (holder_type, product), members in refresh.items():
         taken = [r.allotted for r in calendar.get((holder_type, product), [])]
@@ -287,6 +320,17 @@ def _context(
     return [(vid, r) for vid, r in in_force if (r.holder_type, r.product) in keys and r.code not in codes]
 
 
+def _deferred_reason(rule: Rule, res: entitlement.RuleResult, now: datetime, tz: ZoneInfo) -> str | None:
+    """Why an opening ahead leaves ``rule`` to its day (``open_period``), or None."""
+    if rule.period.kind == "rolling":
+        return "rolling_opens_on_its_day"
+    if rule.unused.policy != "expire":
+        prev = previous_window(rule.period, res.window, tz)
+        if prev is not None and (prev.end is None or prev.end > now):
+            return "previous_period_running"
+    return None
+
+
 def _slot(at: datetime, tz: ZoneInfo) -> datetime:
     """The start of the local day of ``at``: rolling allowances are refreshed once per slot."""
     day = window(PeriodSpec(kind="day"), at, tz)
@@ -306,7 +350,7 @@ def due_rules(session: Session, at: datetime, tz: ZoneInfo = UTC) -> list[tuple[
         if current is None:
             continue
         if rule.period.kind == "rolling":
-            opened = repo.openings(conn, rule.holder_type, rule.product, None, since=slot)
+            opened = repo.openings(conn, rule.holder_type, rule.product, None, since=slot, rolling=True)
         else:
             opened = repo.openings(conn, rule.holder_type, rule.product, current.start)
         if not opened:

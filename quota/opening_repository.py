@@ -524,11 +524,16 @@ def openings(
     product_code: str,
     period_start: datetime | None,
     since: datetime | None = None,
+    rolling: bool = False,
 ) -> int:
     """How many times this product's period (or, with ``None``, any period of it) was opened; with
-    ``since``, only openings and rolling refreshes recorded at or after that slot start."""
+    ``since``, only openings and rolling refreshes recorded at or after that slot start; with
+    ``rolling``, only rolling openings and refreshes (recorded without an end: a calendar period of the
+    product opened ahead is no refresh)."""
     po = period_openings.c
     stmt = select(func.count()).where(po.holder_type == holder_type, po.product_code == product_code)
+    if rolling:
+        stmt = stmt.where(po.period_end.is_(None))
     if period_start is not None:
         stmt = stmt.where(po.period_start == period_start.astimezone(UTC))
     if since is not None:

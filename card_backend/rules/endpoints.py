@@ -19,6 +19,7 @@ from card_backend.config import Settings
 from card_backend.deps import SessionDep, SettingsDep
 from card_backend.rules import service
 from card_backend.rules.schemas import (
+    DeferredOut,
     OpenedOut,
     OpenIn,
     OpeningOut,
@@ -207,6 +208,7 @@ def open_period(body: OpenIn, session: SessionDep, settings: SettingsDep, princi
         points_rows=report.points_rows,
         seconds=report.seconds,
         opened=[OpenedOut.model_validate(o, from_attributes=True) for o in report.opened],
+        deferred=[DeferredOut.model_validate(d, from_attributes=True) for d in report.deferred],
     )
 
 

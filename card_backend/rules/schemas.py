@@ -212,12 +212,25 @@ class OpenedOut(BaseModel):
     points: int
 
 
+class DeferredOut(BaseModel):
+    """A rule an opening ahead of its period left to that period's first day (the worker opens it
+    then): ``previous_period_running`` — its carry-over or points come from a period still being drawn;
+    ``rolling_opens_on_its_day`` — rolling allowances follow the registry day by day."""
+
+    rule_code: str
+    rule_version_id: int
+    holder_type: str
+    product: str
+    reason: Literal["previous_period_running", "rolling_opens_on_its_day"]
+
+
 class OpeningOut(BaseModel):
     at: datetime
     rows: int
     points_rows: int
     seconds: float
     opened: list[OpenedOut]
+    deferred: list[DeferredOut] = Field(default_factory=list)
 
 
 class UnservedOut(BaseModel):

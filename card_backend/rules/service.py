@@ -317,7 +317,7 @@ def open_period(
             raise InvalidPeriodKey(str(exc)) from exc
     return opening.open_period(
         session, at=when, period_key=period_key, governorates=settings.governorates, opened_by=actor,
-        tz=settings.zone,
+        tz=settings.zone, now=datetime.now(UTC),  # a period opened ahead leaves some rules to their day
     )
 
 
