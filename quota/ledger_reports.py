@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from quota import ledger_repository as repo
 from quota import stock_repository as stock_repo
-from quota.domain.decide import ceiling_qty, current_window, is_current
+from quota.domain.decide import available_now, current_window, is_current
 from quota.domain.stock import DeliveryPayload, DeliveryResult, check_delivery, daily_balances
 from quota.domain.terms import PeriodKind
 from quota.redemption import TermsSource, candidate_keys
@@ -25,6 +25,10 @@ UTC_ZONE = ZoneInfo("UTC")
 
 @dataclass(frozen=True, slots=True)
 class QuotaLine:
+    """One product of a card's quota. ``remaining_qty`` is what the period (or rolling window) has left;
+    ``available_now_qty`` the most one redemption would be granted at this moment (``available_now``),
+    and ``next_possible_at`` when one could be, if none can now and the ledger knows the date."""
+
     product_code: str
     holder_type: str
     holder_id: int
@@ -36,14 +40,26 @@ class QuotaLine:
     period_end: datetime | None
     next_possible_at: datetime | None
     home_point_code: str | None
+    card_state: str = "active"
+    card_state_reason: str | None = None
 
 
-def quota_for_card(db: Engine, terms_for: TermsSource, serial: str, now: datetime) -> list[QuotaLine] | None:
-    """What a card may still draw, per product, with the period end; None for an unknown card."""
+def quota_for_card(
+    db: Engine, terms_for: TermsSource, serial: str, now: datetime, point_code: str | None = None
+) -> list[QuotaLine] | None:
+    """What a card may still draw, per product, with the period end; None for an unknown card.
+
+    ``available_now_qty`` is what one redemption at ``point_code`` (None: at the card's home station)
+    would be granted now (``available_now``). A card that is not active (blocked, lost, replaced) keeps
+    its lines — the holder's figures are the same for a replacement card — but every redemption with it
+    is ``card_blocked``: each line says so (``card_state``, ``card_state_reason``) with nothing
+    available now and no next possible time."""
     with db.connect() as conn:
         card = repo.find_cards(conn, [serial]).get(serial)
         if card is None:
             return None
+        active = card.state == "active"
+        reason = None if active else repo.card_state_reason(conn, serial)
         lines: list[QuotaLine] = []
         holders = {(k[0], k[1]) for k in candidate_keys(card, "")}
         for holder_type, holder_id in sorted(holders):
@@ -56,18 +72,14 @@ def quota_for_card(db: Engine, terms_for: TermsSource, serial: str, now: datetim
                 if not is_current(state, terms, now):
                     continue
                 window = current_window(state, terms, now)
-                gap = terms.min_gap_s
-                next_at = (window.last_redeemed_at + timedelta(seconds=gap)
-                           if gap and window.last_redeemed_at else None)
-                available = max(ceiling_qty(window, terms, now) - window.used_qty - window.held_qty, 0)
+                available, next_at = available_now(state, terms, point_code, now) if active else (0, None)
                 end = window.period_end
                 if terms.period_kind is PeriodKind.ROLLING:  # ended or not begun: the next fill starts it
                     running = state.period_end is not None and state.period_end > now
                     end = state.period_end if running else None
                 lines.append(QuotaLine(product, holder_type, holder_id, window.granted_qty, window.used_qty,
-                                       window.held_qty, window.remaining_qty, available, end,
-                                       next_at if next_at and next_at > now else None,
-                                       window.home_point_code))
+                                       window.held_qty, window.remaining_qty, available, end, next_at,
+                                       window.home_point_code, card.state, reason))
         return lines
 
 

@@ -12,6 +12,7 @@ dialect here. Times are written in UTC and read back as aware UTC (SQLite keeps 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast, overload
@@ -112,6 +113,17 @@ def find_cards(conn: Connection, serials: Iterable[str]) -> dict[str, CardRow]:
         {"serials": wanted},
     )
     return {r[0]: CardRow(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows}
+
+
+_ACTOR_SUFFIX = re.compile(r" \((?:user|device):[^()]*\)$")
+
+
+def card_state_reason(conn: Connection, serial: str) -> str | None:
+    """Why a card is not active, as its last change of state recorded it, without the staff member or
+    device that made the change (points and citizens read it; the audit log keeps who)."""
+    reason = conn.execute(text("SELECT state_reason FROM cards WHERE serial = :serial"),
+                          {"serial": serial}).scalar()
+    return _ACTOR_SUFFIX.sub("", str(reason)) or None if reason else None
 
 
 def find_points(conn: Connection, codes: Iterable[str]) -> dict[str, frozenset[str]]:

@@ -28,18 +28,10 @@ from sqlalchemy import Engine
 from quota import ledger_repository as repo
 from quota import message_repository as message_repo
 from quota import seal_repository as seal_repo
+from quota.domain.texts import CURRENCY, arabic_digits, local_time, quantity, receipt_code
 from quota.redemption import utcnow
 
 log = logging.getLogger(__name__)
-_ARABIC_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
-# A product's unit -> (English label, Arabic label, smallest units per label unit).
-_UNITS = {"ml": ("L", "ل", 1000), "g": ("kg", "كغ", 1000), "piece": ("pc", "قطعة", 1),
-          "bundle": ("bundle", "ربطة", 1), "point": ("pt", "نقطة", 1)}
-CURRENCY = ("SYP", "ل.س")
-"""Money in messages: prices and refunds are whole units of this currency (quota/rulesets/demo.yaml:
-"SYP per L, per kg"), shown with its label as (English, Arabic)."""
-
-
 class Sender(Protocol):
     channel: str
 
@@ -87,46 +79,6 @@ def make_sender(gateway_url: str | None = None, gateway_token: str | None = None
     return ConsoleSender(outbox_path)
 
 
-def _amount(value: int, divisor: int) -> str:
-    """``value / divisor`` written out exactly (integers only, no rounding), trailing zeros dropped."""
-    sign = "-" if value < 0 else ""
-    whole, rest = divmod(abs(value), divisor)
-    if rest == 0:
-        return f"{sign}{whole}"
-    digits = len(str(divisor - 1))
-    return f"{sign}{whole}.{rest:0{digits}d}".rstrip("0")
-
-
-def _qty(quantity: int, unit: str) -> tuple[str, str]:
-    """(English, Arabic) quantity in the unit's display unit: ml as L, g as kg, counted units as they are."""
-    en, ar, divisor = _UNITS.get(unit, (unit, unit, 1))
-    value = _amount(quantity, divisor)
-    return f"{value} {en}".rstrip(), f"{value} {ar}".rstrip()
-
-
-def _zone_label(when: datetime) -> str:
-    """The local abbreviation (EET, EEST, UTC) when the zone has a lettered one, else the zone's name."""
-    abbreviation = when.tzname() or ""
-    if abbreviation.isalpha():
-        return abbreviation
-    return str(getattr(when.tzinfo, "key", "") or abbreviation)
-
-
-def _local_time(created_at: datetime, zone: tzinfo) -> str:
-    local = repo.utc(created_at).astimezone(zone)
-    return f"{local.strftime('%Y-%m-%d %H:%M')} {_zone_label(local)}"
-
-
-def _code(entry_id: object) -> str:
-    """A journal entry's receipt code as the family sees it (Latin letters and digits, in both texts)."""
-    return str(entry_id)[:8].upper()
-
-
-def _ar(text: str) -> str:
-    """Arabic-Indic digits: for the Arabic text's own words and numbers, never for a receipt code."""
-    return text.translate(_ARABIC_DIGITS)
-
-
 def render(entry: dict[str, Any], products: dict[str, tuple[str, str, str, int]],
            points: dict[str, tuple[str, str]], *, zone: tzinfo = UTC,
            currency: tuple[str, str] = CURRENCY) -> tuple[str, str]:
@@ -143,22 +95,22 @@ def render(entry: dict[str, Any], products: dict[str, tuple[str, str, str, int]]
     if point_code:
         point_ar, point_en = points.get(str(point_code), (str(point_code), str(point_code)))
         at_en, at_ar = f" at {point_en}", f" في {point_ar}"
-    qty_en, qty_ar = _qty(abs(int(entry["quantity_qty"])), unit)
-    rem_en, rem_ar = _qty(int(entry["remaining_qty"] or 0), unit)
-    when = _local_time(entry["created_at"], zone)
-    receipt = _code(entry["entry_id"])
+    qty_en, qty_ar = quantity(abs(int(entry["quantity_qty"])), unit)
+    rem_en, rem_ar = quantity(int(entry["remaining_qty"] or 0), unit)
+    when = local_time(repo.utc(entry["created_at"]), zone)
+    receipt = receipt_code(entry["entry_id"])
     # The debit a reversal undoes (a post's ref_entry_id is its own hold: not named).
     ref = entry.get("ref_entry_id") if entry["kind"] in repo.REVERSAL_KINDS else None
-    of_en = f" for receipt {_code(ref)}" if ref else ""
-    of_ar = f" عن الإيصال {_code(ref)}" if ref else ""
+    of_en = f" for receipt {receipt_code(ref)}" if ref else ""
+    of_ar = f" عن الإيصال {receipt_code(ref)}" if ref else ""
     if entry["kind"] == "stock_credit":  # a debit of a closed period reversed: money back, quota not
         refund = str(abs(int(entry["price_minor"] or 0)))
         cur_en, cur_ar = currency
         english = (f"not handed over: {qty_en} {name_en}{at_en}{of_en}; that period has ended, so the "
                    f"quota is not credited back; refund due {refund} {cur_en}; {when}; receipt {receipt}")
-        arabic = (_ar(f"لم تُسلَّم: {qty_ar} {name_ar}{at_ar}") + of_ar
-                  + _ar(f"؛ انتهت تلك الفترة فلا تُعاد الكمية إلى المخصص؛ المبلغ المستحق إعادته {refund} "
-                        f"{cur_ar}؛ {when}؛ الإيصال ") + receipt)
+        arabic = (arabic_digits(f"لم تُسلَّم: {qty_ar} {name_ar}{at_ar}") + of_ar
+                  + arabic_digits(f"؛ انتهت تلك الفترة فلا تُعاد الكمية إلى المخصص؛ المبلغ المستحق "
+                                  f"إعادته {refund} {cur_ar}؛ {when}؛ الإيصال ") + receipt)
         return arabic, english
     verb_en, verb_ar = {
         "redeem": ("debited", "تم صرف"), "post": ("debited", "تم صرف"),
@@ -167,8 +119,8 @@ def render(entry: dict[str, Any], products: dict[str, tuple[str, str, str, int]]
     }[str(entry["kind"])]
     english = (f"{verb_en} {qty_en} {name_en}{at_en}{of_en}; remaining {rem_en}; {when}; "
                f"receipt {receipt}")
-    arabic = (_ar(f"{verb_ar} {qty_ar} {name_ar}{at_ar}") + of_ar
-              + _ar(f"؛ المتبقي {rem_ar}؛ {when}؛ الإيصال ") + receipt)
+    arabic = (arabic_digits(f"{verb_ar} {qty_ar} {name_ar}{at_ar}") + of_ar
+              + arabic_digits(f"؛ المتبقي {rem_ar}؛ {when}؛ الإيصال ") + receipt)
     return arabic, english
 
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from reader_agent import protocol
+from reader_agent import protocol, receipt
 from reader_agent.apdu import BalanceRecord, CardError, CardInfo, CardRefusedError, MalformedResponseError
 from reader_agent.card import CardApplication
 from reader_agent.client import BackendClient, BackendRefused, BackendUnavailable
@@ -124,6 +124,8 @@ class PointAgent:
         self.clock = clock
         # What a previous run left unfinished (a crash, a power cut): never handed over, so never owed.
         self.recovered = outbox.recover()
+        # Product names, units and the zone for receipts: from the last online tap, kept for offline ones.
+        self.catalogue = receipt.recall(outbox)
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -180,6 +182,7 @@ class PointAgent:
         except BackendRefused as exc:
             raise TapRefused(exc.code, exc.detail) from exc
         self.outbox.see_counter(tap.info.serial, answer.counter)
+        self.catalogue = receipt.remember(self.outbox, verified)
         tap.quota = list(verified["quota"])
         for cert in verified["balance_certificates"]:
             self._write_balance(tap, tap.records, bytes.fromhex(cert["certificate_hex"]))
@@ -245,7 +248,10 @@ class PointAgent:
                 self._item(rid, tap.info.serial, product_code, quantity_qty, signed.counter, signed.signature)
             )
         except BackendRefused as exc:
-            return self._finish(tap, rid, product_code, quantity_qty, "refused", exc.code, offline=False)
+            return self._finish(
+                tap, rid, product_code, quantity_qty, "refused", exc.code, offline=False,
+                possible_at=receipt.possible_at(exc.detail),
+            )
         except BackendUnavailable:
             # The answer is lost: the backend may have debited. Serve offline if the card allows; if
             # nothing is handed over after all, the debit is in doubt and sync sends reversal advice.
@@ -310,9 +316,10 @@ class PointAgent:
         *,
         offline: bool,
         remaining_qty: int | None = None,
+        possible_at: dt.datetime | None = None,
     ) -> RedeemResult:
         self.outbox.mark(rid, state, result, mode="offline" if offline else None)
-        receipt = render(
+        text = render(
             ReceiptData(
                 self.point_code,
                 tap.info.serial,
@@ -323,9 +330,11 @@ class PointAgent:
                 remaining_qty,
                 offline,
                 self.clock(),
-            )
+                possible_at,
+            ),
+            self.catalogue,
         )
-        return RedeemResult(rid, result, offline, qty if result == "ok" else 0, remaining_qty, receipt)
+        return RedeemResult(rid, result, offline, qty if result == "ok" else 0, remaining_qty, text)
 
     def _item(
         self, rid: str, serial: str, product: str, qty: int, counter: int, signature: bytes

@@ -23,6 +23,7 @@ from card_backend.cardauth.schemas import (
     CardCertificateOut,
     ChallengeOut,
     KeyIn,
+    ProductNameOut,
     PublicKeysOut,
     SignedOutcomeOut,
     SignedRedemptionIn,
@@ -35,7 +36,7 @@ from card_backend.deps import SessionDep
 from card_backend.ledger.endpoints import LedgerDep
 from card_backend.ledger.errors import LedgerBusy, LedgerRefused
 from card_backend.ledger.schemas import OutcomeOut, QuotaLineOut
-from quota import ledger_reports
+from quota import ledger_reports, rules_repository
 from quota.engine import EngineBusy
 from quota.redemption import Outcome, Redemption
 from quota.service import LedgerService
@@ -77,9 +78,15 @@ def _certificates(
     products: list[str],
     only: str | None = None,
     pending: dict[str, int] | None = None,
+    point_code: str | None = None,
 ) -> tuple[list[QuotaLineOut], list[BalanceCertificateOut]]:
+    """The card's quota lines as a redemption at ``point_code`` (the tapping device's point) would be
+    decided now, and a certificate per product the point serves: the offline ceiling is a share of what
+    one online redemption here would be granted (``available_now_qty``: nothing while the minimum gap
+    runs, a pump hold is pending or the card is tied to another station; at most the fill cap), less
+    offline spending not yet synced, so an offline point never hands out what the ledger would refuse."""
     now = ledger.clock()  # the ledger's time decides periods, so certificates follow it too
-    lines = ledger_reports.quota_for_card(ledger.db, ledger.terms_for, serial, now) or []
+    lines = ledger_reports.quota_for_card(ledger.db, ledger.terms_for, serial, now, point_code) or []
     quota = [QuotaLineOut.model_validate(line, from_attributes=True) for line in lines]
     certificates = [
         _balance_out(
@@ -121,10 +128,11 @@ def challenge(session: SessionDep, settings: SettingsDep, principal: Device) -> 
 
 @router.post("/verify", response_model=VerifiedOut, responses={409: {"description": "card refused"}})
 def verify(
-    body: VerifyIn, session: SessionDep, settings: SettingsDep, principal: Device, ledger: LedgerDep
+    body: VerifyIn, session: SessionDep, settings: SettingsDep, principal: Device, ledger: LedgerDep,
+    request: Request,
 ) -> VerifiedOut:
     """Check the card's answer (signature with its registered key, counter above the last seen)."""
-    device_id, _, products = service.device_point(CardAuthRepository(session), principal)
+    device_id, point_code, products = service.device_point(CardAuthRepository(session), principal)
     card = service.verify_tap(
         session,
         device_id=device_id,
@@ -141,7 +149,7 @@ def verify(
         [(bytes.fromhex(b.certificate_hex), b.spent_qty) for b in body.offline_balances],
     )
     quota, certificates = _certificates(
-        settings, ledger, card.serial, body.counter, products, pending=pending
+        settings, ledger, card.serial, body.counter, products, pending=pending, point_code=point_code
     )
     return VerifiedOut(
         card_serial=card.serial,
@@ -150,6 +158,13 @@ def verify(
         counter=body.counter,
         quota=quota,
         balance_certificates=certificates,
+        # For the receipt: the names and units of what this tap can draw, and the zone of local times.
+        products=[
+            ProductNameOut.model_validate(p, from_attributes=True)
+            for p in rules_repository.list_products(session)
+            if p.code in {*products, *(line.product_code for line in quota)}
+        ],
+        timezone=request.app.state.settings.timezone,
     )
 
 
@@ -197,7 +212,8 @@ async def redeem_signed(
     if not outcome.ok:
         raise LedgerRefused(answer.model_dump(mode="json"), code=outcome.result)
     _, certificates = await run_in_threadpool(
-        _certificates, settings, ledger, body.card_serial, body.counter, products, body.product_code
+        _certificates, settings, ledger, body.card_serial, body.counter, products, body.product_code,
+        None, body.point_code,  # the device's own point (checked in ``record``)
     )
     return SignedOutcomeOut(
         **answer.model_dump(), balance_certificate=certificates[0] if certificates else None

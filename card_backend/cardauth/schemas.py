@@ -52,6 +52,15 @@ class BalanceCertificateOut(BaseModel):
     certificate_hex: str
 
 
+class ProductNameOut(BaseModel):
+    """A product as a receipt names it: its Arabic and English names and the unit of its quantities."""
+
+    code: str
+    name_ar: str
+    name_en: str
+    unit: str = Field(description="ml, g, piece, bundle, ...: quantities are whole numbers of it.")
+
+
 class VerifiedOut(BaseModel):
     """A genuine card: who it serves, what it may still draw, and its offline allowances."""
 
@@ -61,6 +70,12 @@ class VerifiedOut(BaseModel):
     counter: int
     quota: list[QuotaLineOut]
     balance_certificates: list[BalanceCertificateOut]
+    products: list[ProductNameOut] = Field(
+        description="The point's products and the card's quota lines' products, for the citizen's receipt."
+    )
+    timezone: str = Field(
+        description="The deployment's zone (CARD_TIMEZONE, an IANA name): receipts give local times in it."
+    )
 
 
 class SignedRedemptionIn(_In):

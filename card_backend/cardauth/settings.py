@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reader_agent import keys
@@ -24,8 +25,9 @@ class CardAuthSettings(BaseSettings):
     generate_missing_keys: bool = True
     challenge_ttl_s: int = 60
     # Offline: a card may draw at most this share of its available quota, and at most the product's
-    # ceiling when one is set, until the certificate expires (DESIGN invariant 6).
-    offline_share_percent: int = 50
+    # ceiling when one is set, until the certificate expires (DESIGN invariant 6). At most 100: a
+    # certificate never lets a point hand out more than one online redemption would be granted.
+    offline_share_percent: int = Field(default=50, ge=0, le=100)
     offline_ceilings_qty: dict[str, int] = {}
     offline_valid_hours: int = 72
 

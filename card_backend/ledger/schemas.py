@@ -177,11 +177,25 @@ class QuotaLineOut(BaseModel):
     granted_qty: int
     used_qty: int
     held_qty: int
-    remaining_qty: int
-    available_now_qty: int
+    remaining_qty: int = Field(description="What the period (or rolling window) has left: granted less "
+                               "used and held.")
+    available_now_qty: int = Field(description="The most one redemption would be granted at this moment "
+                                   "(at the card's home station; in a tap's answer, at the tapping point): "
+                                   "0 while the minimum gap runs, a pump hold is pending on a rule with a "
+                                   "gap or a station binding, the batches released so far are drawn, or "
+                                   "the card is not active; never more than the fill cap. The offline "
+                                   "ceiling is a share of it.")
     period_end: datetime | None
-    next_possible_at: datetime | None
+    next_possible_at: datetime | None = Field(description="When nothing is available now: the first time "
+                                              "the ledger knows a redemption would be granted (the minimum "
+                                              "gap's end, the next batch's release); null if none is known.")
     home_point_code: str | None
+    card_state: str = Field("active", description="The card's state: active, blocked, lost or replaced. A "
+                            "card that is not active keeps its lines (a replacement card draws on the same "
+                            "allowances) but every redemption with it is card_blocked: nothing is available "
+                            "now.")
+    card_state_reason: str | None = Field(None, description="Why the card is not active, as recorded "
+                                          "when it was blocked or reported lost; null for an active card.")
 
 
 class QuotaOut(BaseModel):

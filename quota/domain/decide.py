@@ -472,3 +472,67 @@ def decide_rebind(state: AllowanceState, terms: Terms, point_code: str, now: dat
         return Decision(Result.BINDING_CHANGES_EXHAUSTED, state)
     new = state._replace(home_point_code=point_code, binding_changes=state.binding_changes + 1)
     return Decision(Result.OK, new)
+
+
+def available_now(
+    state: AllowanceState, terms: Terms, point_code: str | None, now: datetime
+) -> tuple[int, datetime | None]:
+    """The most one redemption of the row at ``point_code`` (None: at the card's home station, any
+    station while it has none) would be granted at ``now``, and — when that is nothing — the first
+    later instant the ledger knows of at which a redemption would be granted (the minimum gap's end, a
+    batch's release), or None (a pump still running, nothing left in the period, no known date).
+
+    Pure, and decided by ``decide.decide_redeem`` itself, so the figure is the ledger's: the bound comes
+    from what every debit is held to (the row's ceiling less used and held, the fill cap); within it the
+    largest quantity ``decide_redeem`` grants is found by bisection (a refusal that does not depend on
+    the quantity — the gap, a pump hold on a rule with a gap or a binding, another station — makes it
+    0). The caller checks the card (``card_blocked``) and that the row serves ``now`` (``is_current``).
+    """
+    window = current_window(state, terms, now)
+    point = point_code if point_code is not None else (window.home_point_code or "")
+    bound = ceiling_qty(window, terms, now) - window.used_qty - window.held_qty
+    if terms.fill_cap_qty is not None:
+        bound = min(bound, terms.fill_cap_qty)
+    qty = _most_granted(state, terms, point, now, bound)
+    if qty > 0:
+        return qty, None
+    return 0, _next_granted(state, terms, window, point, now)
+
+
+def _most_granted(state: AllowanceState, terms: Terms, point: str, now: datetime, bound: int) -> int:
+    """The largest ``q`` in ``[0, bound]`` that ``decide_redeem`` grants (the granted quantities of one
+    moment are ``1..max``: every refusal is either independent of the quantity or an upper bound)."""
+    if bound <= 0 or not decide_redeem(state, terms, 1, point, now).ok:
+        return 0
+    low, high = 1, bound  # low is granted; find the largest granted in [low, high]
+    while low < high:
+        mid = (low + high + 1) // 2
+        if decide_redeem(state, terms, mid, point, now).ok:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _next_granted(
+    state: AllowanceState, terms: Terms, window: AllowanceState, point: str, now: datetime
+) -> datetime | None:
+    """The first instant after ``now`` at which a redemption would be granted, among those at which the
+    ledger's answer changes by the calendar alone: the end of the minimum gap and each batch still to
+    be released (the next regular batch, not a catch-up batch the holder, having drawn, cannot use).
+    A calendar period's end is not one: the next period is another allowance."""
+    instants: set[datetime] = set()
+    if terms.min_gap_s is not None and window.last_redeemed_at is not None:
+        instants.add(window.last_redeemed_at + timedelta(seconds=terms.min_gap_s))
+    at = now
+    while True:  # every batch still to come, in order (``batches.state`` names the next after ``at``)
+        nxt = batches.state(terms.batches, window.period_start, at, window.granted_qty, window.used_qty,
+                            window.base_qty, window.carried_qty + window.topup_qty).next_release_at
+        if nxt is None:
+            break
+        instants.add(nxt)
+        at = nxt
+    for instant in sorted(t for t in instants if t > now):
+        if is_current(state, terms, instant) and decide_redeem(state, terms, 1, point, instant).ok:
+            return instant
+    return None

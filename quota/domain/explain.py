@@ -22,7 +22,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from quota.domain import amounts, batches, entitlement
-from quota.domain.decide import AllowanceState, ceiling_qty, current_window, is_current, price_charges
+from quota.domain.decide import (
+    AllowanceState,
+    available_now,
+    ceiling_qty,
+    current_window,
+    is_current,
+    price_charges,
+)
 from quota.domain.eligibility import HolderColumns
 from quota.domain.periods import UTC, window
 from quota.domain.rules import Rule
@@ -154,6 +161,7 @@ def _meters(
         end = row.period_end if running else None
     ceiling = ceiling_qty(w, terms, at)
     remaining = w.granted_qty - w.used_qty - w.held_qty
+    now_qty, next_at = available_now(row, terms, point_code, at)
     out: dict[str, Any] = {
         "rule_version_id": row.rule_version_id,
         "period_start": w.period_start.isoformat(),
@@ -164,7 +172,11 @@ def _meters(
         "carried_qty": w.carried_qty,
         "topup_qty": w.topup_qty,
         "remaining_qty": remaining,
-        "available_qty": max(ceiling - w.used_qty - w.held_qty, 0),
+        "available_qty": max(ceiling - w.used_qty - w.held_qty, 0),  # what the period's batches allow
+        # what one redemption (at ``point_code``, else the home station) would be granted now: the gap,
+        # the fill cap, a running pump and the station applied, as the quota view shows it
+        "available_now_qty": now_qty,
+        "next_possible_at": next_at.isoformat() if next_at else None,
         # what drawing all that remains (after pending holds post) would cost, tier by tier
         "remaining_by_tier": [
             {"tier": c.tier, "qty": c.qty, "price_minor": c.price_minor}

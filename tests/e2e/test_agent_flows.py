@@ -54,7 +54,8 @@ def test_happy_path_debits_once_and_prints_a_bilingual_receipt(pcsc: PcscHarness
     assert done.ok and not done.offline and done.remaining_qty == 4000
     assert (
         "تمت العملية" in done.receipt
-        and "Quantity: 1000" in done.receipt
+        and "Quantity: 1 kg" in done.receipt  # sugar is counted in g, shown in kg as the SMS does
+        and "Product: Sugar" in done.receipt
         and done.redemption_id in done.receipt
     )
     assert stack.quota(SERIAL)["used_qty"] == 1000

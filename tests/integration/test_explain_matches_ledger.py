@@ -117,7 +117,8 @@ def test_an_ended_rolling_window_is_shown_restarted_as_the_ledger_restarts_it(
     line = quota_line(ledger, "V000001", "gasoline", later)
     assert (meters["used_qty"], meters["remaining_qty"], meters["period_end"]) == (0, 40_000, None)
     assert (line.used_qty, line.remaining_qty, line.available_now_qty, line.period_end) == (
-        meters["used_qty"], meters["remaining_qty"], meters["available_qty"], meters["period_end"])
+        meters["used_qty"], meters["remaining_qty"], meters["available_now_qty"], meters["period_end"])
+    assert line.available_now_qty == 20_000  # one fill: the 20 L fill cap, though 40 L remain
     assert meters["rolling"] == {"days": 7, "running": False}
     first = meters["remaining_by_tier"][0]
     assert first == {"tier": "subsidised", "qty": 20_000, "price_minor": 15_000}

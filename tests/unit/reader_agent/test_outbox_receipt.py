@@ -14,7 +14,7 @@ from reader_agent.apdu import BalanceRecord, CardInfo
 from reader_agent.offline import LocalCheckFailed, check_answer, check_card_certificate, genuine_balances
 from reader_agent.outbox import Outbox
 from reader_agent.protocol import BalanceCertificate, CardCertificate, HolderType
-from reader_agent.receipt import WIDTH, ReceiptData, render
+from reader_agent.receipt import LRM, WIDTH, Catalogue, ProductName, ReceiptData, render
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 
@@ -50,15 +50,21 @@ def test_last_counter_only_grows(tmp_path: Path) -> None:
 
 
 def test_receipt_is_bilingual_and_marks_offline_and_refusals() -> None:
+    sugar = Catalogue({"sugar": ProductName("سكر", "Sugar", "g")}, "Asia/Damascus")
     data = ReceiptData(
         "P1", "F000001", "sugar", 1000, "ok", "0b7e7f0e-5a8c-4b8e-9d2a-2f1f3c4d5e6f", 4000, True, NOW
     )
-    text = render(data)
+    text = render(data, sugar)
     assert "إيصال صرف / Redemption receipt" in text and "OFFLINE" in text and "تمت العملية" in text
-    assert "Remaining: 4000" in text and "2026-11-27 12:00 UTC" in text
-    assert all(len(line) <= 2 * WIDTH for line in text.splitlines())
-    refused = render(ReceiptData("P1", "F1", "sugar", 6000, "exceeds_allowance", "r", None, False, NOW))
-    assert "Quantity: 0" in refused and "تجاوز المخصص" in refused and "OFFLINE" not in refused
+    # Local time in the deployment's zone (12:00 UTC is 15:00 in Damascus), quantities in kg, names.
+    assert "Date: 2026-11-27 15:00 Asia/Damascus" in text and "UTC" not in text
+    assert "Product: Sugar" in text and "المادة: سكر" in text
+    assert "Quantity: 1 kg" in text and "Remaining: 4 kg" in text and "المتبقي: ٤ كغ" in text
+    assert all(len(line.strip(LRM)) <= WIDTH for line in text.splitlines())
+    refused = render(
+        ReceiptData("P1", "F1", "sugar", 6000, "exceeds_allowance", "r", None, False, NOW), sugar
+    )
+    assert "Quantity: 0 kg" in refused and "تجاوز المخصص" in refused and "OFFLINE" not in refused
 
 
 def _card() -> tuple[ec.EllipticCurvePrivateKey, CardInfo]:
