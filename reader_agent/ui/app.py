@@ -17,7 +17,9 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel, Field
 
+from quota.domain.texts import local_time, quantity
 from reader_agent.agent import PointAgent, Tap, TapRefused
+from reader_agent.receipt import Catalogue, possible_at
 
 
 class TapIn(BaseModel):
@@ -29,12 +31,22 @@ class RedeemIn(TapIn):
     quantity_qty: Annotated[int, Field(gt=0, le=0xFFFFFFFF)]
 
 
-def _products(tap: Tap) -> list[dict[str, Any]]:
+def _line(catalogue: Catalogue, code: str, available: int, next_at: object = None) -> dict[str, Any]:
+    """One product of the tapped card for the clerk: its names, what one redemption may take now in the
+    product's unit (as the receipt and the family's message write it), and when more may be drawn."""
+    product = catalogue.product(code)
+    text_en, text_ar = quantity(available, product.unit)
+    when = possible_at({"possible_at": next_at})
+    return {"product_code": code, "available_qty": available, "name_ar": product.name_ar,
+            "name_en": product.name_en, "available_en": text_en, "available_ar": text_ar,
+            "next_possible": local_time(when, catalogue.zone) if when else None}
+
+
+def _products(tap: Tap, catalogue: Catalogue) -> list[dict[str, Any]]:
     if tap.online:
-        return [
-            {"product_code": q["product_code"], "available_qty": q["available_now_qty"]} for q in tap.quota
-        ]
-    return [{"product_code": p, "available_qty": b.left_qty} for p, b in sorted(tap.balances.items())]
+        return [_line(catalogue, q["product_code"], int(q["available_now_qty"]), q.get("next_possible_at"))
+                for q in tap.quota]
+    return [_line(catalogue, p, b.left_qty) for p, b in sorted(tap.balances.items())]
 
 
 def create_clerk_app(agent: PointAgent, readers: list[str]) -> FastAPI:
@@ -79,7 +91,7 @@ def create_clerk_app(agent: PointAgent, readers: list[str]) -> FastAPI:
                 "result": "ok",
                 "card_serial": opened.info.serial,
                 "online": opened.online,
-                "products": _products(opened),
+                "products": _products(opened, agent.catalogue),
             }
 
     @app.post("/redeem")
