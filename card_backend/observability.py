@@ -39,7 +39,9 @@ UNSEALED = Gauge("card_journal_unsealed_entries", "Journal entries not yet seale
 SEAL_LAG = Gauge("card_seal_lag_seconds", "Age of the oldest journal entry not yet sealed")
 _access = structlog.get_logger("card.access")
 
-_NATIONAL_ID = re.compile(r"(?<!\d)\d{11}(?!\d)")
+# National ids (11 digits) are masked; a SHA-256 digest (64 hex digits: a seal's hash, the anchor an
+# auditor keeps from the log) is left whole: about one in 22 holds a run of exactly 11 digits.
+_NATIONAL_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])|(?<!\d)\d{11}(?!\d)")
 _SECRET_KEYS = {"password", "token", "access_token", "secret", "authorization", "pin"}
 
 
@@ -49,8 +51,13 @@ def _scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
         if key.lower() in _SECRET_KEYS:
             event[key] = "***"
         elif isinstance(event[key], str):
-            event[key] = _NATIONAL_ID.sub(lambda m: m.group(0)[:3] + "********", str(event[key]))
+            event[key] = _NATIONAL_ID.sub(_mask, str(event[key]))
     return event
+
+
+def _mask(match: re.Match[str]) -> str:
+    found = match.group(0)
+    return found if len(found) == 64 else found[:3] + "********"
 
 
 class _CurrentStdout:

@@ -15,6 +15,7 @@ from rich.console import Console
 from card_backend.config import Settings, get_settings
 from card_backend.db import make_engine, make_session_factory, session_scope
 from quota import rules_repository
+from quota.domain.chain import Anchor
 from quota.domain.rules import ruleset_from_yaml
 from quota.service import LedgerService
 
@@ -59,7 +60,9 @@ def register(app: typer.Typer) -> None:
         once: bool = typer.Option(False, "--once", help="run each job once and exit"),
     ) -> None:
         """Background jobs: expire holds, send messages, seal the journal; stops on SIGTERM or Ctrl-C."""
-        done = run_worker(get_settings(), once=once)
+        settings = get_settings()
+        _log_to_stderr(settings)  # each new seal's line (the anchor trail) and every error, as JSON lines
+        done = run_worker(settings, once=once)
         if done is not None:
             typer.echo(
                 f"holds expired {done.holds_expired}, messages queued {done.messages_queued} sent "
@@ -124,22 +127,42 @@ def register(app: typer.Typer) -> None:
 
     @journal_app.command("seal")
     def journal_seal() -> None:
-        """Seal every committed, unsealed journal entry into the hash chain."""
+        """Seal every committed, unsealed journal entry into the hash chain; each new seal is logged (one
+        line on stderr: its id, seqs and hash — an anchor to keep)."""
+        _log_to_stderr(get_settings())
         ledger = _ledger()
         seals = ledger.seal()
-        console.print(f"{len(seals)} seals made")
+        newest = f"; newest seal {seals[-1].id}, anchor {seals[-1].id}:{seals[-1].seal_hash}" if seals else ""
+        console.print(f"{len(seals)} seals made{newest}")
 
     @journal_app.command("verify")
-    def journal_verify() -> None:
-        """Recompute the chain; name every changed, removed, inserted, reordered or unsealed entry (exit 1
-        if any)."""
-        report = _ledger().verify()
+    def journal_verify(
+        anchor: list[str] = typer.Option(
+            [], "--anchor", metavar="ID:HASH",
+            help="a seal kept outside the database (the head an earlier verify printed, or a seal log "
+                 "line): the chain must still hold seal ID with exactly HASH; repeatable"),
+    ) -> None:
+        """Recompute the chain; name every changed, removed, inserted, reordered or unsealed entry, and
+        every anchor the chain no longer holds (exit 1 if any). Prints the chain head verified: keep it
+        outside the database and pass it as --anchor next time."""
+        try:
+            anchors = [Anchor.parse(a) for a in anchor]
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--anchor") from exc
+        report = _ledger().verify(anchors)
         for f in report.findings:
             typer.echo(f"{f.kind} seq={f.seq} entry={f.entry_id} seal={f.seal_id} {f.detail}")
+        held = f", {report.anchors_checked} anchors checked" if report.anchors_checked else ""
         typer.echo(
             f"journal {'ok' if report.ok else 'TAMPERED'}: {report.seals_checked} seals, "
-            f"{report.entries_checked} entries checked"
+            f"{report.entries_checked} entries checked{held}"
         )
+        head = report.head
+        if head is None:
+            typer.echo("chain head: no seal yet")
+        else:
+            typer.echo(f"chain head: seal {head.seal_id} last_seq {head.last_seq} hash {head.seal_hash} "
+                       f"(keep outside the database: --anchor {head.anchor})")
         if not report.ok:
             raise typer.Exit(1)
 
@@ -160,6 +183,13 @@ def register(app: typer.Typer) -> None:
                    f"{len(report.findings)} findings{more}")
         if not report.ok:
             raise typer.Exit(1)
+
+def _log_to_stderr(settings: Settings) -> None:
+    """The API's logging (JSON lines unless ``CARD_LOG_JSON=false``) for a command that seals."""
+    from card_backend.observability import configure_logging
+
+    configure_logging(settings.log_json)
+
 
 def _ledger() -> LedgerService:
     from quota.redemption import RuleTerms

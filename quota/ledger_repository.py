@@ -22,17 +22,23 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     DateTime,
+    Integer,
     Select,
     Table,
     Update,
     and_,
     bindparam,
+    case,
+    false,
     func,
     insert,
+    literal,
+    null,
     or_,
     select,
     text,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.exc import DBAPIError
@@ -376,33 +382,130 @@ def start_pending_renewal(conn: Connection, key: HolderKey, now: datetime) -> No
                  .values(period_start=now.astimezone(UTC)))
 
 
-def allowances_off_the_journal(conn: Connection, limit: int) -> list[AllowanceFigures]:
+DEBIT_KINDS = ("redeem", "post", "reverse")
+"""The movements of ``used``: fills and their reversals (a top-up moves ``granted``)."""
+WINDOW_KINDS = ("redeem", "hold", "topup", "rebind")
+"""The movements that may set a rolling row's window start, at their own time: a fill or a hold opens
+or restarts the window (``decide.current_window``), a top-up or a change of station closes an ended one
+(``decide.close_ended_window``)."""
+
+
+def allowance_rule_versions(conn: Connection) -> list[int]:
+    """The rule versions the allowance rows hold (``reconcile`` asks their terms which have one period)."""
+    return [int(v) for v in conn.scalars(select(ALLOWANCES.c.rule_version_id).distinct())]
+
+
+def allowances_off_the_journal(
+    conn: Connection, limit: int, one_period_versions: Sequence[int] = ()
+) -> list[AllowanceFigures]:
     """Allowance rows whose ``used`` differs from their journal, whose ``held`` differs from their pending
-    holds, or that are overdrawn, by id, at most ``limit`` (``quota.domain.audit``). One statement, so
-    on PostgreSQL both sides come from one snapshot and a group committing meanwhile cannot make a row
-    look off."""
-    a = ALLOWANCES
-    journal = _journal_used().subquery()
+    holds, that are overdrawn, or whose ``period_start`` the journal does not explain; and allowance ids
+    no row has that the journal's debits (or pending holds) do not net to zero on. By id, at most
+    ``limit`` (``quota.domain.audit``).
+
+    Rows of ``one_period_versions`` (calendar, seasonal) count every debit journalled against them; other
+    rows (rolling) count from their window start, which must be the time of an ``ok`` movement of the row
+    that sets it (``WINDOW_KINDS``) unless no debit of the row precedes it. Where it is not, the window
+    the journal explains starts at the row's latest such movement before ``period_start``, and ``used``
+    is checked from there (two correlated lookups through the journal's holder index, for those rows only).
+
+    One statement (the journal is read once, aggregated per allowance id), so on PostgreSQL both sides
+    come from one snapshot and a group committing meanwhile cannot make a row look off."""
+    a, j, owner = ALLOWANCES, JOURNAL, ALLOWANCES.alias("owner")
+    versions = list(one_period_versions)
+
+    def one_period(row: Any) -> ColumnElement[bool]:
+        return row.c.rule_version_id.in_(versions) if versions else false()
+
+    debit = j.c.kind.in_(DEBIT_KINDS)
+    gone = owner.c.id.is_(None)
+
+    def if_gone(value: ColumnElement[Any]) -> ColumnElement[Any]:  # aggregated for missing rows only
+        return case((gone, value))
+
+    # one pass over the journal, as narrow as it can be (its aggregate is what the audit costs)
+    moves = (
+        select(
+            j.c.allowance_id.label("aid"),
+            func.count(owner.c.id).label("rows"),
+            # what the journal says ``used`` is: every debit of a calendar row (or a missing one), those
+            # of a rolling row's window (from ``period_start``: checked below where that start is moved)
+            func.sum(case((and_(debit, or_(gone, one_period(owner), j.c.created_at >= owner.c.period_start)),
+                           j.c.quantity_qty), else_=0)).label("counted"),
+            func.min(case((and_(debit, j.c.created_at < owner.c.period_start), j.c.created_at)))
+            .label("first_before"),
+            func.max(case((and_(j.c.kind.in_(WINDOW_KINDS), j.c.created_at == owner.c.period_start), 1),
+                          else_=0)).label("opened"),
+            func.min(if_gone(j.c.holder_type)).label("holder_type"),
+            func.min(if_gone(j.c.holder_id)).label("holder_id"),
+            func.min(if_gone(j.c.product_code)).label("product_code"),
+            func.min(if_gone(j.c.created_at)).label("first_at"),
+        )
+        .select_from(j.outerjoin(owner, owner.c.id == j.c.allowance_id))
+        .where(j.c.result == "ok", j.c.kind.in_(sorted({*DEBIT_KINDS, *WINDOW_KINDS})),
+               j.c.allowance_id.is_not(None))
+        .group_by(j.c.allowance_id)
+        .cte("moves")
+    )
     holds = (
         select(HOLDS.c.allowance_id.label("aid"), func.sum(HOLDS.c.reserved_qty).label("qty"))
         .where(HOLDS.c.state == "pending")
         .group_by(HOLDS.c.allowance_id)
-        .subquery()
+        .cte("pending_holds")
     )
-    used_by_journal = func.coalesce(journal.c.qty, 0)
     held_by_holds = func.coalesce(holds.c.qty, 0)
-    rows = conn.execute(
-        select(a.c.id, a.c.holder_type, a.c.holder_id, a.c.product_code, a.c.period_start, a.c.granted_qty,
-               a.c.used_qty, a.c.held_qty, used_by_journal, held_by_holds)
-        .outerjoin(journal, journal.c.aid == a.c.id)
-        .outerjoin(holds, holds.c.aid == a.c.id)
-        .where(or_(a.c.used_qty != used_by_journal, a.c.held_qty != held_by_holds, a.c.used_qty < 0,
+
+    # the rows: a calendar row counts all its debits; a rolling row those from its window start
+    moved = and_(moves.c.first_before.is_not(None), or_(one_period(a), moves.c.opened == 0))
+    o, d = JOURNAL.alias("o"), JOURNAL.alias("d")
+    journal_start = (
+        select(func.max(o.c.created_at))
+        .where(o.c.holder_id == a.c.holder_id, o.c.allowance_id == a.c.id, o.c.result == "ok",
+               o.c.kind.in_(WINDOW_KINDS), o.c.created_at <= a.c.period_start)
+        .correlate(a)
+        .scalar_subquery()
+    )
+    used_since_start = (
+        select(func.coalesce(func.sum(d.c.quantity_qty), 0))
+        .where(d.c.holder_id == a.c.holder_id, d.c.allowance_id == a.c.id, d.c.result == "ok",
+               d.c.kind.in_(DEBIT_KINDS), d.c.created_at >= journal_start)
+        .correlate(a)
+        .scalar_subquery()
+    )
+    rolling_moved = and_(moved, ~one_period(a))
+    used_by_journal = case((rolling_moved, used_since_start), else_=func.coalesce(moves.c.counted, 0))
+    window_start = case((rolling_moved, journal_start), (moved, moves.c.first_before), else_=null())
+    rows = (
+        select(a.c.id.label("id"), a.c.holder_type.label("holder_type"), a.c.holder_id.label("holder_id"),
+               a.c.product_code.label("product_code"), a.c.period_start.label("period_start"),
+               a.c.granted_qty.label("granted_qty"), a.c.used_qty.label("used_qty"),
+               a.c.held_qty.label("held_qty"), used_by_journal.label("journal_qty"),
+               held_by_holds.label("pending_qty"), window_start.label("window_start"),
+               literal(1, Integer).label("row_exists"))
+        .select_from(a.outerjoin(moves, moves.c.aid == a.c.id).outerjoin(holds, holds.c.aid == a.c.id))
+        .where(or_(moved, a.c.used_qty != used_by_journal, a.c.held_qty != held_by_holds, a.c.used_qty < 0,
                    a.c.held_qty < 0, a.c.used_qty + a.c.held_qty > a.c.granted_qty))
-        .order_by(a.c.id)
-        .limit(limit)
-    ).all()
-    return [AllowanceFigures(int(r[0]), r[1], int(r[2]), r[3], cast(datetime, utc(r[4])), int(r[5]),
-                             int(r[6]), int(r[7]), int(r[8]), int(r[9])) for r in rows]
+    )
+    # the debits whose row is gone (re-keyed, deleted)
+    missing = (
+        select(moves.c.aid, moves.c.holder_type, moves.c.holder_id, moves.c.product_code, moves.c.first_at,
+               literal(0, Integer), literal(0, Integer), literal(0, Integer), moves.c.counted, held_by_holds,
+               null(), literal(0, Integer))
+        .select_from(moves.outerjoin(holds, holds.c.aid == moves.c.aid))
+        .where(moves.c.rows == 0, or_(moves.c.counted != 0, held_by_holds != 0))
+    )
+    both = union_all(rows, missing).subquery("off")
+    found = conn.execute(select(both).order_by(both.c.id).limit(limit)).all()
+    return [AllowanceFigures(int(r[0]), str(r[1]), int(r[2]), str(r[3]), cast(datetime, _when(r[4])),
+                             int(r[5]), int(r[6]), int(r[7]), int(r[8]), int(r[9]), _when(r[10]), bool(r[11]))
+            for r in found]
+
+
+def _when(value: Any) -> datetime | None:
+    """A time read back from a compound statement (SQLite may hand a string of it back)."""
+    if value is None or isinstance(value, datetime):
+        return utc(value)
+    return utc(datetime.fromisoformat(str(value)))
 
 
 def count_allowances(conn: Connection) -> int:

@@ -1,16 +1,18 @@
-"""SQL of the journal's seals: the last seal, new seals with their per-entry digests, seals in pages."""
+"""SQL of the journal's seals: the last seal, new seals with their per-entry digests, seals in pages; and
+the log line of each new seal (``log_sealed``)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Column, Connection, Integer, MetaData, Table, Text, func, insert, select, text, update
 
 from quota.dialect import is_pg
-from quota.domain.chain import Seal
+from quota.domain.chain import Seal, sealed_line
 from quota.ledger_repository import JOURNAL
 from quota.models import Seal as SealRow
 
@@ -19,6 +21,19 @@ SEAL_META = MetaData()
 SEAL_DIGESTS = Table(
     "seals", SEAL_META, Column("id", Integer, primary_key=True), Column("digests", Text)
 )
+# Every new seal is logged at INFO, one line (``chain.sealed_line``): the log shipped off the machine is a
+# trail of anchors no SQL can rewrite. Its level is set here, not left to the root's (the API's logging
+# keeps the root at WARNING), so whoever seals — the worker, cardctl, the API — writes the line.
+seal_log = logging.getLogger("quota.seals")
+seal_log.setLevel(logging.INFO)
+
+
+def log_sealed(seals: Sequence[Seal]) -> None:
+    """Log each new seal (after its transaction committed)."""
+    for seal in seals:
+        seal_log.info(sealed_line(seal))
+
+
 # Seals ------------------------------------------------------------------------------------------
 def last_seal(conn: Connection) -> tuple[int, str]:
     """(last sealed seq, its seal hash), or (0, genesis) before the first seal."""
@@ -27,7 +42,8 @@ def last_seal(conn: Connection) -> tuple[int, str]:
     return (0, "0" * 64) if row is None else (int(row[0]), str(row[1]))
 
 
-def insert_seal(conn: Connection, seal: Seal, at: datetime) -> None:
+def insert_seal(conn: Connection, seal: Seal, at: datetime) -> int:
+    """Store a seal; returns its id."""
     conn.execute(
         insert(SEALS),
         [{"first_seq": seal.first_seq, "last_seq": seal.last_seq, "entry_count": seal.entry_count,
@@ -39,6 +55,7 @@ def insert_seal(conn: Connection, seal: Seal, at: datetime) -> None:
         update(SEAL_DIGESTS).where(SEAL_DIGESTS.c.id == seal_id)
         .values(digests=json.dumps([[s, d] for s, d in seal.digests]))
     )
+    return int(seal_id)
 
 
 def last_seal_bounds(conn: Connection) -> tuple[int, int] | None:

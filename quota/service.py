@@ -651,7 +651,9 @@ class LedgerService:
 
     # journal seals ------------------------------------------------------------------------------
     def seal(self, now: datetime | None = None, max_entries: int = 10_000) -> list[chain.Seal]:
-        """Seal every committed unsealed entry, in seals of at most ``max_entries``."""
+        """Seal every committed unsealed entry, in seals of at most ``max_entries`` (returned with their
+        ids). Each new seal is logged once committed (``seal_repository.log_sealed``: id, seqs, hash),
+        whoever seals: the log is an anchor trail kept outside the database."""
         now = now or self.clock()
         with self.db.begin() as conn:
             watermark = seal_repo.committed_watermark(conn)
@@ -665,30 +667,47 @@ class LedgerService:
                 if not entries:
                     break
                 seal = chain.make_seal(prev, entries, first_seq=last_seq + 1)  # contiguous ranges
-                seal_repo.insert_seal(conn, seal, now)
+                seal = seal.with_id(seal_repo.insert_seal(conn, seal, now))
                 made.append(seal)
                 last_seq, prev = seal.last_seq, seal.seal_hash
+        seal_repo.log_sealed(made)
         return made
 
     def reconcile(self, limit: int = 1000) -> audit.AllowanceAudit:
-        """Every allowance row against its journal and its pending holds (invariants 1 and 2): names the
-        rows an edit by SQL changed (``quota.domain.audit``), at most ``limit`` of them."""
+        """Every allowance row against its journal and its pending holds (invariants 1 and 2), and every
+        journal debit against its allowance row: names the rows an edit by SQL changed, re-keyed or
+        deleted (``quota.domain.audit``), at most ``limit`` of them.
+
+        A calendar row has one period, so all its debits count; a rolling row's count from its window
+        start, which the journal must explain. Which rows are calendar rows comes from the terms of the
+        rule versions the allowances hold (a version whose terms cannot be had is taken as rolling: the
+        laxer check, never a false alarm)."""
         report = audit.AllowanceAudit()
         with self.db.connect() as conn:
             report.allowances_checked = repo.count_allowances(conn)
-            rows = repo.allowances_off_the_journal(conn, limit + 1)
+            calendar: list[int] = []
+            for version in repo.allowance_rule_versions(conn):
+                try:
+                    terms = self.terms_for(conn, version)
+                except (LookupError, ValueError, TypeError):  # unknown, or a body no rule reads
+                    continue
+                if audit.one_period(terms):
+                    calendar.append(version)
+            rows = repo.allowances_off_the_journal(conn, limit + 1, calendar)
         report.truncated = len(rows) > limit
         for figures in rows[:limit]:
             report.findings.extend(audit.discrepancies(figures))
         return report
 
-    def verify(self) -> chain.Report:
-        """Recompute the chain and name every changed, removed, inserted, reordered or unsealed entry.
+    def verify(self, anchors: Sequence[chain.Anchor] = ()) -> chain.Report:
+        """Recompute the chain and name every changed, removed, inserted, reordered or unsealed entry,
+        and every anchor (a seal id and hash kept outside the database) the chain no longer holds.
 
         One ordered pass over every journal row up to the last sealed seq, streamed in pages beside the
-        seals; seals and rows made after the pass starts are left to the next run."""
+        seals; seals and rows made after the pass starts are left to the next run. The report's ``head``
+        (last seal id, its last seq, its hash) is the anchor to keep for the next run."""
         with self.db.connect() as conn:
             bounds = seal_repo.last_seal_bounds(conn)
             last_id, last_seq = bounds if bounds is not None else (0, 0)
             seals = seal_repo.seals_upto(conn, last_id)
-            return chain.verify_journal(seals, repo.entries_upto(conn, last_seq))
+            return chain.verify_journal(seals, repo.entries_upto(conn, last_seq), anchors)

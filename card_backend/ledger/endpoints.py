@@ -24,6 +24,7 @@ from card_backend.ledger.errors import HoldUnknown, LedgerBusy, LedgerRefused, W
 from card_backend.ledger.messages import reversal_message
 from card_backend.ledger.schemas import (
     BatchOut,
+    ChainHeadOut,
     DeliveryIn,
     DeliveryOut,
     DiscrepancyOut,
@@ -47,6 +48,7 @@ from card_backend.ledger.schemas import (
 )
 from card_backend.observability import REDEMPTIONS
 from card_backend.types import Id
+from quota.domain.chain import Anchor
 from quota.domain.stock import DeliveryResult
 from quota.engine import EngineBusy, GroupCommitEngine
 from quota.ledger_repository import point_code_of
@@ -362,13 +364,34 @@ def family_draws(family_id: Id, _: Reader, ledger: LedgerDep) -> list[DrawOut]:
     return [DrawOut.model_validate(d) for d in ledger.family_draws(family_id)]
 
 
+MAX_ANCHORS = 100
+
+
 @router.get("/journal/verify", response_model=VerifyOut)
-def verify(_: Auditor, ledger: LedgerDep) -> VerifyOut:
-    """Recompute the seal chain; every changed, removed, inserted, reordered or unsealed entry is named."""
-    report = ledger.verify()
+def verify(_: Auditor, ledger: LedgerDep,
+           anchor: Annotated[list[str] | None, Query(
+               description="``ID:HASH`` of a seal kept outside the database (a ``head.anchor`` of an "
+                           "earlier verification, or a line of the seal log); repeat for several. The "
+                           "chain must still hold each seal with exactly that hash.")] = None) -> VerifyOut:
+    """Recompute the seal chain; every changed, removed, inserted, reordered or unsealed entry is named,
+    and every anchor the chain no longer holds (``anchor_missing``) or holds with another hash
+    (``anchor_mismatch``). ``head`` is the newest seal verified: keep its ``anchor`` outside the database,
+    since removing the newest seals with their entries leaves a shorter chain that verifies."""
+    texts = anchor or []
+    if len(texts) > MAX_ANCHORS:
+        raise InvalidInput(f"at most {MAX_ANCHORS} anchors", code="bad_anchor")
+    try:
+        anchors = [Anchor.parse(a) for a in texts]
+    except ValueError as exc:
+        raise InvalidInput(str(exc), code="bad_anchor") from exc
+    report = ledger.verify(anchors)
+    h = report.head
+    head = None if h is None else ChainHeadOut(seal_id=h.seal_id, last_seq=h.last_seq, seal_hash=h.seal_hash,
+                                               anchor=h.anchor)
     return VerifyOut(ok=report.ok, seals_checked=report.seals_checked, entries_checked=report.entries_checked,
                      findings=[FindingOut(kind=f.kind, seq=f.seq, entry_id=f.entry_id, seal_id=f.seal_id,
-                                          detail=f.detail) for f in report.findings])
+                                          detail=f.detail) for f in report.findings],
+                     head=head, anchors_checked=report.anchors_checked)
 
 
 @router.get("/journal/reconcile", response_model=ReconcileOut)
@@ -388,7 +411,9 @@ def reconcile(_: Auditor, ledger: LedgerDep,
 
 @router.post("/journal/seal", response_model=SealOut)
 def seal(_: Auditor, ledger: LedgerDep) -> SealOut:
-    """Seal every committed, unsealed entry into the hash chain (normally a periodic job)."""
+    """Seal every committed, unsealed entry into the hash chain (normally a periodic job); each new seal
+    is logged, and ``anchor`` is the newest one's ``ID:HASH``."""
     seals = ledger.seal(datetime.now(UTC))
     return SealOut(seals=len(seals), entries=sum(s.entry_count for s in seals),
-                   last_seq=seals[-1].last_seq if seals else None)
+                   last_seq=seals[-1].last_seq if seals else None,
+                   anchor=f"{seals[-1].id}:{seals[-1].seal_hash}" if seals else None)

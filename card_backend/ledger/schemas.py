@@ -204,11 +204,20 @@ class QuotaOut(BaseModel):
 
 
 class FindingOut(BaseModel):
-    kind: str  # changed, removed, inserted, reordered, unsealed or seal_broken
-    seq: int
+    # changed, removed, inserted, reordered, unsealed, seal_broken, anchor_missing or anchor_mismatch
+    kind: str
+    seq: int  # 0 for anchor_missing
     entry_id: str | None  # the row now at seq (None when it was removed)
     seal_id: int | None
     detail: str
+
+
+class ChainHeadOut(BaseModel):
+    seal_id: int
+    last_seq: int
+    seal_hash: str
+    anchor: str = Field(description="``ID:HASH``: keep it outside the database and pass it as ``anchor`` "
+                                    "to a later verification (docs/operations.md).")
 
 
 class VerifyOut(BaseModel):
@@ -216,10 +225,12 @@ class VerifyOut(BaseModel):
     seals_checked: int
     entries_checked: int
     findings: list[FindingOut]
+    head: ChainHeadOut | None = Field(description="The newest seal verified (null: nothing sealed yet).")
+    anchors_checked: int = Field(description="How many anchors the chain was checked against.")
 
 
 class DiscrepancyOut(BaseModel):
-    kind: str  # used_mismatch, held_mismatch or overdrawn
+    kind: str  # used_mismatch, held_mismatch, overdrawn, allowance_missing or window_moved
     allowance_id: int
     holder_type: str
     holder_id: int
@@ -230,6 +241,8 @@ class DiscrepancyOut(BaseModel):
     held_qty: int
     journal_used_qty: int  # what the journal's ok redemptions, posts and reversals of the window sum to
     pending_held_qty: int  # what the row's pending holds reserve
+    journal_window_start: datetime | None = None  # window_moved: where the journal's window starts
+    row_exists: bool = True  # False for allowance_missing: the journal's debits point at no row
     detail: str
 
 
@@ -244,6 +257,8 @@ class SealOut(BaseModel):
     seals: int
     entries: int
     last_seq: int | None
+    anchor: str | None = Field(default=None, description="``ID:HASH`` of the newest seal made (each new "
+                                                         "seal is also logged).")
 
 
 class DrawOut(BaseModel):

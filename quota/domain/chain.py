@@ -10,14 +10,22 @@ seal. The hashes do not cover the stored ``first_seq``/``last_seq``: ``verify`` 
 the hashed digests (previous seal's last digest + 1 to this seal's last digest), so seals made when
 ``first_seq`` was the next existing seq verify the same way, and a row put into a gap between two
 seals' entries, or below the first seal, is named. Pure: the repository supplies the rows.
+
+Nothing inside the database records where the chain ends: whoever can write to it can delete the newest
+seals with the rows they covered, or edit a row and seal it afresh, and the shorter chain verifies. So
+``verify`` reports the *head* it verified (``ChainHead``: last seal id, its last seq, its hash), every new
+seal is logged (``sealed_line``), and an auditor keeps heads outside the database as *anchors*
+(``Anchor``, ``ID:HASH``): verified with anchors, the chain must still hold seal ID with exactly that hash
+(``anchor_missing``, ``anchor_mismatch``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 GENESIS_HASH = "0" * 64
@@ -86,6 +94,10 @@ class Seal:
     digests: tuple[tuple[int, str], ...]
     id: int | None = None
 
+    def with_id(self, seal_id: int) -> Seal:
+        """The seal as stored under ``seal_id``."""
+        return replace(self, id=seal_id)
+
 
 def make_seal(prev_hash: str, entries: Sequence[Mapping[str, object]], first_seq: int | None = None) -> Seal:
     """Seal ``entries`` (in seq order, at least one) after the seal whose hash is ``prev_hash``.
@@ -116,12 +128,57 @@ def _seq(entry: Mapping[str, object]) -> int:
     return seq
 
 
+_ANCHOR = re.compile(r"^\s*([0-9]{1,18})\s*:\s*([0-9a-fA-F]{64})\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """A seal an auditor recorded outside the database: the chain must hold seal ``seal_id`` with
+    exactly ``seal_hash``. Written ``ID:HASH`` (as ``ChainHead.anchor`` and the seal log give it)."""
+
+    seal_id: int
+    seal_hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        """``ID:HASH`` (a seal id, a colon, the seal's 64 hex digit hash); ValueError otherwise."""
+        match = _ANCHOR.match(text)
+        if match is None:
+            raise ValueError(f"an anchor is ID:HASH (a seal id, its 64 hex digit hash), not {text[:80]!r}")
+        return cls(int(match.group(1)), match.group(2).lower())
+
+    def __str__(self) -> str:
+        return f"{self.seal_id}:{self.seal_hash}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The newest seal a verification read: ``anchor`` is what to keep outside the database."""
+
+    seal_id: int
+    last_seq: int
+    seal_hash: str
+
+    @property
+    def anchor(self) -> str:
+        return f"{self.seal_id}:{self.seal_hash}"
+
+
+def sealed_line(seal: Seal) -> str:
+    """The one line a new seal is logged with: its id, seqs and hash, and the anchor to keep."""
+    return (f"journal sealed: seal {seal.id} seqs {seal.first_seq}..{seal.last_seq} "
+            f"({seal.entry_count} entries) hash {seal.seal_hash} anchor {seal.id}:{seal.seal_hash}")
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One thing ``verify`` found: ``kind`` is changed, removed, inserted, reordered, unsealed or
-    seal_broken. ``unsealed`` is a row at a seq no seal's range holds (below 1, where no seq is ever
-    handed out); ``inserted`` is a row inside a seal's range that the seal did not record (e.g. in a
-    gap left by a rolled-back group). ``entry_id`` is the row now at ``seq``, if there is one."""
+    """One thing ``verify`` found: ``kind`` is changed, removed, inserted, reordered, unsealed,
+    seal_broken, anchor_missing or anchor_mismatch. ``unsealed`` is a row at a seq no seal's range holds
+    (below 1, where no seq is ever handed out); ``inserted`` is a row inside a seal's range that the seal
+    did not record (e.g. in a gap left by a rolled-back group). ``anchor_missing``: the chain holds no
+    seal of an anchor's id (the newest seals were removed; ``seq`` 0); ``anchor_mismatch``: the seal of
+    that id has another hash (rewritten, or sealed afresh; ``seq`` is its first). ``entry_id`` is the row
+    now at ``seq``, if there is one."""
 
     kind: str
     seq: int
@@ -135,6 +192,8 @@ class Report:
     seals_checked: int = 0
     entries_checked: int = 0
     findings: list[Finding] = field(default_factory=list)
+    head: ChainHead | None = None  # the newest seal read (None: no seal yet)
+    anchors_checked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -231,20 +290,32 @@ def verify_entries(seal: Seal, entries: Iterable[Mapping[str, object]]) -> list[
     return check.finish()
 
 
-def verify_journal(seals: Iterable[Seal], entries: Iterable[Mapping[str, object]]) -> Report:
+def verify_journal(seals: Iterable[Seal], entries: Iterable[Mapping[str, object]],
+                   anchors: Iterable[Anchor] = ()) -> Report:
     """One ordered pass over the seals (in chain order) and the journal rows (in seq order, up to the
     last sealed seq): every row lands in the one seal range that holds its seq, or is ``unsealed``.
+    Each of ``anchors`` must name a seal of the chain with exactly its hash (``anchor_missing``,
+    ``anchor_mismatch``); the report's ``head`` is the last seal read.
 
     Both inputs are consumed lazily, so the caller can stream them page by page; only one seal's
     recorded digests and the rows at its sealed seqs are held at a time.
     """
     report = Report()
+    wanted: dict[int, set[str]] = {}
+    for anchor in anchors:
+        wanted.setdefault(anchor.seal_id, set()).add(anchor.seal_hash.lower())
+    report.anchors_checked = sum(len(hashes) for hashes in wanted.values())
     rows = iter(entries)
     pending = next(rows, None)
     prev_hash, prev_last = GENESIS_HASH, 0
     for seal in seals:
         report.seals_checked += 1
         report.findings.extend(link_findings(seal, prev_hash, prev_last))
+        if seal.id is not None:
+            report.head = ChainHead(seal.id, seal.last_seq, seal.seal_hash)
+            for expected in sorted(wanted.pop(seal.id, set()) - {seal.seal_hash}):
+                report.findings.append(Finding("anchor_mismatch", seal.first_seq, seal.id,
+                                               f"anchor {seal.id}:{expected}, chain has {seal.seal_hash}"))
         last = covered_last_seq(seal)
         check = _RangeCheck(seal)
         while pending is not None and _seq(pending) <= last:
@@ -260,6 +331,12 @@ def verify_journal(seals: Iterable[Seal], entries: Iterable[Mapping[str, object]
         report.entries_checked += 1
         report.findings.append(_unsealed(pending))
         pending = next(rows, None)
+    head = "no seal yet" if report.head is None else f"the head is seal {report.head.seal_id}"
+    for seal_id, hashes in sorted(wanted.items()):
+        for expected in sorted(hashes):
+            report.findings.append(Finding("anchor_missing", 0, seal_id,
+                                           f"anchor {seal_id}:{expected}: the chain has no seal {seal_id} "
+                                           f"({head})"))
     return report
 
 
