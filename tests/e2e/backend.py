@@ -16,6 +16,7 @@ from card_backend.cardauth.settings import CardAuthSettings
 from quota.engine import GroupCommitEngine
 from quota.redemption import StaticTerms
 from quota.service import LedgerService
+from reader_agent.virtual_card.applet import Applet
 from reader_agent.virtual_card.state import CardStore
 from tests.integration.ledger_seed import T0, TERMS, Population, seed
 
@@ -68,3 +69,13 @@ def register_card(client: TestClient, registrar: dict[str, str], store: CardStor
 
 
 __all__ = ["NOW", "Backend", "Role", "enrol_device", "register_card", "start_backend"]
+
+
+class Direct:
+    """The virtual card's applet as the reader (no pcscd): what a card answers, without the PC/SC stack."""
+
+    def __init__(self, applet: Applet) -> None:
+        self.applet = applet
+
+    def transmit(self, command: bytes) -> bytes:
+        return self.applet.process(command)

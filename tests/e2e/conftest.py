@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from reader_agent.protocol import HolderType
 from reader_agent.virtual_card.applet import Applet
 from reader_agent.virtual_card.state import CardStore
 from reader_agent.virtual_card.vpcd import VpcdCard
+from tests.e2e.backend import Backend, start_backend
 from tests.e2e.pcsc import PcscHarness, VirtualReader, running_harness
 
 if TYPE_CHECKING:
@@ -84,3 +86,11 @@ def stack(pg_engine: Engine, cards: Cards, tmp_path: Path) -> Iterator[Stack]:
     from tests.e2e.stack import running_stack
 
     yield from running_stack(pg_engine, cards, tmp_path)
+
+
+@pytest.fixture
+def backend(app: FastAPI, engine: Engine, tmp_path: Path) -> Iterator[Backend]:
+    """The app with card authentication keys and a running ledger (``tests.e2e.backend``)."""
+    running = start_backend(app, engine, tmp_path / "keys")
+    yield running
+    running.close()

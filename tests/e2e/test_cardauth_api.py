@@ -7,13 +7,11 @@ need no pcscd — the same flows through the real PC/SC stack are in test_agent_
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
 
 from card_backend.auth.principal import Role
 from reader_agent import protocol
@@ -22,25 +20,10 @@ from reader_agent.keys import load_public_key
 from reader_agent.protocol import HolderType
 from reader_agent.virtual_card.applet import Applet
 from reader_agent.virtual_card.state import CardStore
-from tests.e2e.backend import Backend, enrol_device, register_card, start_backend
+from tests.e2e.backend import Backend, Direct, enrol_device, register_card
 
 Auth = Callable[..., dict[str, str]]
 SERIAL = "F000001"
-
-
-class Direct:
-    def __init__(self, applet: Applet) -> None:
-        self.applet = applet
-
-    def transmit(self, command: bytes) -> bytes:
-        return self.applet.process(command)
-
-
-@pytest.fixture
-def backend(app: FastAPI, engine: Engine, tmp_path: Path) -> Iterator[Backend]:
-    running = start_backend(app, engine, tmp_path / "keys")
-    yield running
-    running.close()
 
 
 @pytest.fixture

@@ -5,14 +5,12 @@ and units and the deployment's zone; a too_soon refusal carries from when. Drive
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
 
 from card_backend.auth.principal import Role
 from reader_agent import protocol, receipt
@@ -21,24 +19,9 @@ from reader_agent.protocol import HolderType
 from reader_agent.receipt import LRM, ReceiptData
 from reader_agent.virtual_card.applet import Applet
 from reader_agent.virtual_card.state import CardStore
-from tests.e2e.backend import NOW, Backend, enrol_device, register_card, start_backend
+from tests.e2e.backend import NOW, Backend, Direct, enrol_device, register_card
 
 SERIAL = "F000001"
-
-
-class Direct:
-    def __init__(self, applet: Applet) -> None:
-        self.applet = applet
-
-    def transmit(self, command: bytes) -> bytes:
-        return self.applet.process(command)
-
-
-@pytest.fixture
-def backend(app: FastAPI, engine: Engine, tmp_path: Path) -> Iterator[Backend]:
-    running = start_backend(app, engine, tmp_path / "keys")
-    yield running
-    running.close()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ Seed (``ledger_seed``): gas one cylinder every 23 days (rolling); family 1 gets 
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from datetime import timedelta
 
@@ -23,6 +22,7 @@ from quota.engine import GroupCommitEngine
 from quota.redemption import Redemption, StaticTerms
 from quota.service import LedgerService
 from tests.integration.ledger_seed import NOW, TERMS, seed
+from tests.integration.pg_locks import wait_for_lock_waiter
 from tests.integration.test_ledger_reversals import World, rid
 
 
@@ -72,13 +72,7 @@ def test_a_group_that_waited_for_a_restarted_window_redeems_in_it(pg_engine: Eng
         waiting = threading.Thread(target=lambda: answers.append(
             svc.redeem(Redemption(str(uuid.uuid4()), pop.member_cards[1][1], "gas", 1, "P2")).result))
         waiting.start()
-        for _ in range(200):  # until the group waits for the row lock
-            with pg_engine.connect() as probe:
-                if probe.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar_one():
-                    break
-            time.sleep(0.02)
-        else:
-            raise AssertionError("the group never waited for the row")
+        wait_for_lock_waiter(pg_engine, "the group")
         tx.commit()
         other.close()
         waiting.join(30)

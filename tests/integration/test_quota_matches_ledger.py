@@ -34,23 +34,13 @@ from reader_agent.card import CardApplication
 from reader_agent.protocol import HolderType
 from reader_agent.virtual_card.applet import Applet
 from reader_agent.virtual_card.state import CardStore
-from tests.e2e.backend import enrol_device, register_card
+from tests.e2e.backend import Direct, enrol_device, register_card
 from tests.integration.rules_seed import seed_world
 
 TZ = ZoneInfo("Asia/Damascus")  # the deployment's calendar (Settings' default)
 PRODUCTS = ["gasoline", "heating_diesel", "gas_cylinder", "bread", "sugar", "rice", "tea", "points"]
 OCT20 = datetime(2026, 10, 20, 9, tzinfo=UTC)
 NOV18 = datetime(2026, 11, 18, 9, tzinfo=UTC)
-
-
-class Direct:
-    """The virtual card's applet as the reader: no pcscd needed."""
-
-    def __init__(self, applet: Applet) -> None:
-        self.applet = applet
-
-    def transmit(self, command: bytes) -> bytes:
-        return self.applet.process(command)
 
 
 class World:

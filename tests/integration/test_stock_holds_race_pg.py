@@ -13,7 +13,6 @@ Seed (``ledger_seed``): diesel 200 L a month per family, at most 50 L a fill; P1
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -23,6 +22,7 @@ from quota.engine import GroupCommitEngine
 from quota.redemption import Redemption, StaticTerms
 from quota.service import LedgerService
 from tests.integration.ledger_seed import NOW, TERMS, seed
+from tests.integration.pg_locks import wait_for_lock_waiter
 from tests.integration.test_ledger_reversals import rid
 
 
@@ -45,13 +45,7 @@ def _redeem_while_row_held(db: Engine, ledger: LedgerService, card: str, qty: in
     waiting = threading.Thread(target=lambda: answers.append(
         ledger.redeem(Redemption(rid(), card, "diesel", qty, "P1")).result))
     waiting.start()
-    for _ in range(250):
-        with db.connect() as probe:
-            if probe.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar_one():
-                break
-        time.sleep(0.02)
-    else:
-        raise AssertionError("the redemption never waited for the stock row")
+    wait_for_lock_waiter(db, "the redemption")
     tx.commit()
     conn.close()
     waiting.join(30)
