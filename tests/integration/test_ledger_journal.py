@@ -7,15 +7,16 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Column, Engine, select, text, update
 
 from card_backend.auth.principal import Role
 from quota.engine import GroupCommitEngine
+from quota.ledger_repository import JOURNAL
 from quota.redemption import Redemption, StaticTerms
 from quota.service import LedgerService
 from tests.integration.ledger_seed import T0, TERMS, seed
@@ -62,6 +63,35 @@ def test_altered_deleted_inserted_and_reordered_entries_are_named(engine: Engine
     assert ("changed", 3) in found
     assert ("changed", 7) in found  # a different row now sits where 7 was
     assert ("reordered", 11) in found and ("removed", 12) in found
+
+
+def other_value(column: Column[object], value: object) -> object:
+    """A value of ``column``'s type (and length) that differs from ``value``."""
+    kind = column.type.python_type
+    if kind is datetime:
+        return (value or NOW) + timedelta(seconds=1)  # type: ignore[operator]
+    if kind is int:
+        return 1 if value is None else int(value) + 1  # type: ignore[call-overload]
+    if kind is str:
+        return str(uuid.uuid4())[: getattr(column.type, "length", None)]
+    raise AssertionError(f"journal column {column.name} of type {column.type}: give it a changed value")
+
+
+def test_a_change_to_any_journal_column_is_named(engine: Engine) -> None:
+    # every column of the table (a column added later too) but seq, which the seal binds by itself
+    columns = [c for c in JOURNAL.columns if c.name != "seq"]
+    svc = sealed_ledger(engine)
+    for n, column in enumerate(columns):
+        seq = 1 + n % 12  # spread over the three seals
+        row = JOURNAL.c.seq == seq
+        with engine.begin() as conn:
+            was = conn.execute(select(column).where(row)).scalar_one()
+            conn.execute(update(JOURNAL).where(row).values({column.name: other_value(column, was)}))
+        found = [(f.kind, f.seq) for f in svc.verify().findings]
+        assert found == [("changed", seq)], f"{column.name} changed at seq {seq}: {found}"
+        with engine.begin() as conn:
+            conn.execute(update(JOURNAL).where(row).values({column.name: was}))
+        assert svc.verify().ok, f"{column.name} put back at seq {seq}"
 
 
 def test_deleted_then_inserted_rows_are_each_named(engine: Engine) -> None:

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from quota.domain.chain import (
+    ENTRY_FIELDS,
     GENESIS_HASH,
     content_digest,
     make_seal,
@@ -13,6 +14,7 @@ from quota.domain.chain import (
     verify_journal,
     verify_seal_links,
 )
+from quota.ledger_repository import JOURNAL
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -39,6 +41,11 @@ def test_canonical_bytes_ignore_timezone_representation_but_not_time() -> None:
     naive = dict(row, created_at=T0.replace(tzinfo=None) + timedelta(seconds=1))
     assert content_digest(naive) == content_digest(row)
     assert content_digest(dict(row, created_at=T0)) != content_digest(row)
+
+
+def test_the_seal_covers_every_journal_column_but_seq() -> None:
+    # a column the digest leaves out could be rewritten by SQL unseen (seq is bound by the seal itself)
+    assert {c.name for c in JOURNAL.columns} - {"seq"} == set(ENTRY_FIELDS)
 
 
 def test_changed_removed_inserted_and_reordered_are_each_named() -> None:

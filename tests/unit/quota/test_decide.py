@@ -51,6 +51,20 @@ def test_price_is_split_across_tiers() -> None:
     assert d.price_minor == 1175
 
 
+def test_each_tier_is_priced_to_the_nearest_minor_unit_half_up() -> None:
+    # 350 per 1000 g: 1 g is 0.35 -> 0, 2 g is 0.7 -> 1, 10 g is exactly 3.5 -> 4
+    assert [decide_redeem(state(), MONTH, qty, "P1", T0).price_minor for qty in (1, 2, 10)] == [0, 1, 4]
+    # 3 g across the tiers: 2 g subsidised (0.7 -> 1) and 1 g free (2.0 -> 2)
+    d = decide_redeem(state(used_qty=3998), MONTH, 3, "P1", T0)
+    assert [(c.tier, c.qty, c.price_minor) for c in d.charges] == [("subsidised", 2, 1), ("free", 1, 2)]
+    assert d.price_minor == 3
+    # each tier is rounded on its own, not the total: 0.35 -> 0 and 1.15 -> 1 is 1, where 1.5 would be 2
+    odd = replace(MONTH, tiers=(PriceTier("subsidised", 350), PriceTier("free", 1150, 1000)))
+    d = decide_redeem(state(used_qty=3999), odd, 2, "P1", T0)
+    assert [(c.tier, c.qty, c.price_minor) for c in d.charges] == [("subsidised", 1, 0), ("free", 1, 1)]
+    assert d.price_minor == 1
+
+
 def test_topup_extends_the_subsidised_tier_and_the_grant() -> None:
     d = decide_topup(state(), MONTH, 2000, T0, cap_qty=40_000)
     assert d.state.granted_qty == 7000 and d.state.topup_qty == 2000

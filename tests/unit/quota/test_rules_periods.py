@@ -116,23 +116,24 @@ def _unused() -> np.ndarray:
     base = np.array([4000, 4000, 4000, 2000], dtype=np.int64)
     carried = np.array([0, 500, 0, 0], dtype=np.int64)
     topup = np.array([0, 0, 1000, 0], dtype=np.int64)
-    used = np.array([1000, 4500, 0, 2500], dtype=np.int64)
+    used = np.array([1000, 4200, 0, 2500], dtype=np.int64)  # the second drew into its earlier carry
     held = np.array([0, 0, 500, 0], dtype=np.int64)
     return unused.unused_first_tier(base, carried, topup, used, held)
 
 
 def test_unused_first_tier_counts_carry_and_topups_and_never_goes_negative() -> None:
-    assert _unused().tolist() == [3000, 0, 4500, 0]
+    # 4000 base + 500 carried - 4200 used: the 300 left of the earlier carry is unused too
+    assert _unused().tolist() == [3000, 300, 4500, 0]
 
 
 def test_carry_over_is_capped() -> None:
     r = unused.rollover(UnusedSpec(policy="carry_over", carry_cap_qty=1000), _unused(), 1000)
-    assert r.carried_qty.tolist() == [1000, 0, 1000, 0] and r.points.tolist() == [0, 0, 0, 0]
+    assert r.carried_qty.tolist() == [1000, 300, 1000, 0] and r.points.tolist() == [0, 0, 0, 0]
 
 
 def test_points_conversion_at_a_rate_per_price_unit() -> None:
     r = unused.rollover(UnusedSpec(policy="points", points_per_qty=10), _unused(), 1000)
-    assert r.points.tolist() == [30, 0, 45, 0] and r.carried_qty.tolist() == [0, 0, 0, 0]
+    assert r.points.tolist() == [30, 3, 45, 0] and r.carried_qty.tolist() == [0, 0, 0, 0]
 
 
 def test_expire_keeps_nothing() -> None:
