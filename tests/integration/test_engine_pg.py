@@ -1,4 +1,5 @@
-"""Concurrency on PostgreSQL: 64 workers, 10 hot holders, two engines (two API processes), retries."""
+"""Concurrency on PostgreSQL: 64 workers, 10 hot holders, two engines (two API processes), retries, a
+point's stock rows and pump posts racing redemptions."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from card_backend.migrate import upgrade
 from quota.engine import GroupCommitEngine
 from quota.ledger_repository import journal_used_by_allowance
 from quota.redemption import Outcome, Redemption, StaticTerms
+from quota.service import LedgerService
 from tests.conftest import PG_ADMIN_URL
 from tests.integration.ledger_seed import T0, TERMS, seed
 
@@ -133,6 +135,61 @@ def test_the_same_new_id_racing_in_two_engines_is_applied_once(pg_engine: Engine
     assert {o.result for _, o in results} == {"card_unknown"}
     assert sum(not o.replayed for _, o in results) == 1
     check_invariants(pg_engine, results)
+
+
+def test_concurrent_groups_never_sell_more_stock_than_a_point_has(pg_engine: Engine) -> None:
+    """Two engines' groups draw sugar at two tracked points at once for 400 families, so no allowance row
+    orders them: the point's stock row does. Three trucks in turn, 2 kg to each point, each followed by a
+    rush of 300 requests of 100 g: every time each point sells exactly its 2 kg, never more, the rest are
+    refused out of stock, and its books never go below zero."""
+    pop = seed(pg_engine, families=400)
+    terms = StaticTerms(TERMS)
+    rng = random.Random(5)
+    acknowledged: list[tuple[Redemption, Outcome]] = []
+    with GroupCommitEngine(pg_engine, terms, writers=3, clock=lambda: NOW) as a, \
+            GroupCommitEngine(pg_engine, terms, writers=3, clock=lambda: NOW) as b:
+        ledger = LedgerService(pg_engine, terms, a, clock=lambda: NOW)
+        for truck in range(3):
+            for point in ("P1", "P2"):
+                assert ledger.deliver_stock(str(uuid.uuid4()), point, "sugar", 2000, f"truck {truck}").ok
+            requests = [Redemption(str(uuid.uuid4()), pop.family_card[rng.randint(1, 400)], "sugar", 100,
+                                   rng.choice(["P1", "P2"])) for _ in range(300)]
+            results = run([a, b], requests)
+            with pg_engine.connect() as conn:
+                books = dict(conn.execute(text("SELECT point_code, delivered_qty - dispensed_qty "
+                                               "FROM point_stock WHERE product_code = 'sugar'")).all())
+            assert books == {"P1": 0, "P2": 0}
+            assert Counter(r.point_code for r, o in results if o.ok) == {"P1": 20, "P2": 20}
+            assert Counter(o.result for _, o in results) == {"ok": 40, "point_out_of_stock": 260}
+            acknowledged += results
+    check_invariants(pg_engine, acknowledged)
+
+
+def test_pump_posts_racing_redemptions_on_the_same_allowances_lose_no_update(pg_engine: Engine) -> None:
+    """Pumps post their holds (200 g reserved, 150 g dispensed) while 64 workers redeem sugar on the same
+    10 families: a post and a group change the same allowance row one after the other, never from the
+    same stale read, so what every family has used is what its journal says and no reservation is left."""
+    pop = seed(pg_engine, families=10)
+    terms = StaticTerms(TERMS)
+    rng = random.Random(9)
+    with GroupCommitEngine(pg_engine, terms, writers=3, clock=lambda: NOW) as eng:
+        ledger = LedgerService(pg_engine, terms, eng, hold_ttl_s=600, clock=lambda: NOW)
+        holds = [str(uuid.uuid4()) for _ in range(40)]
+        for n, hold_id in enumerate(holds):
+            assert ledger.hold(hold_id, pop.family_card[n % 10 + 1], "sugar", 200, "P1").ok
+        requests = [Redemption(str(uuid.uuid4()), pop.family_card[rng.randint(1, 10)], "sugar", 100, "P1")
+                    for _ in range(600)]
+        with ThreadPoolExecutor(16) as pool:
+            posting = pool.map(lambda hold_id: ledger.post(hold_id, 150), holds)
+            results = run([eng], requests)
+            posts = list(posting)
+    assert all(p.ok and p.quantity_qty == 150 for p in posts)
+    assert Counter(o.result for _, o in results).keys() == {"ok", "exceeds_allowance"}
+    check_invariants(pg_engine, results)
+    with pg_engine.connect() as conn:
+        used, held = conn.execute(text("SELECT sum(used_qty), sum(held_qty) FROM allowances "
+                                       "WHERE product_code = 'sugar'")).one()
+    assert (used, held) == (40 * 150 + 100 * sum(o.ok for _, o in results), 0)
 
 
 def test_a_writer_outlives_a_database_it_cannot_reach() -> None:

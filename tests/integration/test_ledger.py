@@ -128,6 +128,18 @@ def test_stock_out_and_reconciliation(world) -> None:
                                "dispensed_qty": 3000, "closing_qty": 0}]
 
 
+def test_stock_out_inside_one_batch_counts_what_the_batch_already_dispensed(world) -> None:
+    """Two redemptions sent together (one group) against stock that covers only the first: the second is
+    refused out of stock, and the point's books never go below zero."""
+    svc, pop, db = world
+    assert svc.deliver_stock(rid(), "P2", "sugar", 1000, "truck 8").balance_qty == 1000
+    out = svc.redeem_batch([Redemption(rid(), pop.family_card[f], "sugar", 600, "P2") for f in (1, 2)])
+    assert [o.result for o in out] == ["ok", "point_out_of_stock"]
+    assert used(db, pop.allowance_of[(2, "sugar")])[0] == 0
+    (balance,) = stock_report(db, "P2", NOW.date(), NOW.date())["balances"]
+    assert (balance["balance_qty"], balance["dispensed_qty"], balance["reconciled"]) == (400, 600, True)
+
+
 def test_hold_post_less_than_reserved_returns_the_rest(world) -> None:
     svc, pop, db = world
     hold_id = rid()

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from quota import rules_repository
 from quota.domain.rules import Rule
 from quota.opening import at_of, open_due, open_period
-from tests.integration.rules_seed import EXCLUDED_FAMILY, allowance_rows, seed_registry, seed_rules, touch
+from quota.redemption import Redemption
+from tests.integration.rules_seed import (
+    EXCLUDED_FAMILY,
+    allowance_rows,
+    running_ledger,
+    seed_registry,
+    seed_rules,
+    seed_world,
+    touch,
+)
 
 NOV = datetime(2026, 11, 18, 12, tzinfo=UTC)
 DEC = datetime(2026, 12, 2, 12, tzinfo=UTC)
@@ -114,6 +124,31 @@ def test_a_rule_edited_after_opening_does_not_change_the_opened_period(
         nov = [(r["granted_qty"], r["rule_version_id"]) for r in allowance_rows(s, "family", [2], "sugar")]
         # December under version 2: 2 kg, plus 1 kg carried (the cap) of November's unused 4 kg
         assert nov == [(4000, old_id), (3000, new.id)]
+
+
+def test_a_price_edited_after_opening_does_not_change_what_the_opened_period_costs(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """The ledger prices a row by the rule version it was opened under, not the rule's newest version:
+    sugar opened in November at 350 a kg still costs 350 a kg after a version at 999 from the 18th."""
+    with session_factory.begin() as s:
+        seed_world(s, [("OUTLET", "state_outlet", ["sugar"])], [("family", 1)])
+    with session_factory.begin() as s:
+        open_period(s, at=NOV)
+    with session_factory.begin() as s:
+        (old_id, old), *_ = [
+            (vid, r) for vid, r in rules_repository.current(s, NOV.date()) if r.code == "sugar_family"
+        ]
+        body = old.model_dump(mode="json")
+        body["tiers"] = [{"name": "subsidised", "price_minor": 999}]
+        body["effective_from"] = NOV.date().isoformat()
+        assert rules_repository.add_version(s, Rule.model_validate(body), "admin").id != old_id
+    with running_ledger(engine, NOV) as ledger:
+        out = ledger.redeem(Redemption(str(uuid.uuid4()), "F000001", "sugar", 1000, "OUTLET", NOV))
+    # family 1 (two members) was granted 2 kg in November under version 1
+    assert (out.result, out.price_minor, out.remaining_qty) == ("ok", 350, 1000)
+    with session_factory() as s:
+        assert [r["rule_version_id"] for r in allowance_rows(s, "family", [1], "sugar")] == [old_id]
 
 
 def test_carry_over_up_to_the_cap_and_points_at_the_next_period(
