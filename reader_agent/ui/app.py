@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel, Field
 
-from quota.domain.texts import local_time, quantity
+from quota.domain.texts import arabic_digits, local_time, quantity
 from reader_agent.agent import PointAgent, Tap, TapRefused
 from reader_agent.receipt import Catalogue, possible_at
 
@@ -38,7 +38,7 @@ def _line(catalogue: Catalogue, code: str, available: int, next_at: object = Non
     text_en, text_ar = quantity(available, product.unit)
     when = possible_at({"possible_at": next_at})
     return {"product_code": code, "available_qty": available, "name_ar": product.name_ar,
-            "name_en": product.name_en, "available_en": text_en, "available_ar": text_ar,
+            "name_en": product.name_en, "available_en": text_en, "available_ar": arabic_digits(text_ar),
             "next_possible": local_time(when, catalogue.zone) if when else None}
 
 
