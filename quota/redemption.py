@@ -24,7 +24,14 @@ from sqlalchemy import Connection
 
 from quota import group_repository as group_repo
 from quota import ledger_repository as repo
-from quota.domain.decide import AllowanceState, Result, decide_redeem, first_station, is_current
+from quota.domain.decide import (
+    AllowanceState,
+    Result,
+    decide_redeem,
+    first_station,
+    is_current,
+    not_before,
+)
 from quota.domain.terms import Terms
 
 log = logging.getLogger(__name__)
@@ -162,7 +169,7 @@ def resolve_group(
     # restarted its rolling window while this group waited for the lock: the group's movements land in
     # that window, so they are dated no earlier than it (not ``not_eligible`` for a window "not yet
     # begun", nor journalled before the window they count in).
-    began = max((s.period_start for s in states.values()), default=lock_now)
+    began = not_before(lock_now, *states.values())
     if began > lock_now:
         nows = [max(now, began) for now in nows]
         lock_now = began

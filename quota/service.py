@@ -44,6 +44,7 @@ from quota.domain.decide import (
     decide_withdraw_topup,
     first_station,
     is_current,
+    not_before,
     unserved_refund,
     window_holds,
 )
@@ -111,12 +112,14 @@ def _replays_on_conflict(use_case: Callable[_P, Outcome]) -> Callable[_P, Outcom
 
 @dataclass(frozen=True, slots=True)
 class Located:
-    """Where a card's request lands: its allowance and terms, or the refusal that stops it."""
+    """Where a card's request lands: its allowance and terms, or the refusal that stops it; ``at``: the
+    request's time, no earlier than the window it lands in (``not_before``)."""
 
     refusal: Result | None
     holder: tuple[str | None, int | None]
     state: AllowanceState | None = None
     terms: Any = None
+    at: datetime | None = None
 
 
 class LedgerService:
@@ -170,13 +173,14 @@ class LedgerService:
             return Located(Result.PRODUCT_NOT_SERVED, holder)
         keys = candidate_keys(card, product)
         states = repo.lock_current_allowances(conn, keys, now)
+        now = not_before(now, *states.values())
         for key in keys:
             state = states.get(key)
             if state is not None:
                 terms = self.terms_for(conn, state.rule_version_id)
                 if is_current(state, terms, now):
-                    return Located(None, (state.holder_type, state.holder_id), state, terms)
-        return Located(Result.NOT_ELIGIBLE, holder)
+                    return Located(None, (state.holder_type, state.holder_id), state, terms, now)
+        return Located(Result.NOT_ELIGIBLE, holder, at=now)
 
     @staticmethod
     def _row(entry_id: str, kind: str, request_hash: str, now: datetime, **fields: Any) -> dict[str, Any]:
@@ -217,6 +221,7 @@ class LedgerService:
             if stored is not None:
                 return replay(stored, request_hash, hold_id)
             where = self._locate(conn, card_serial, product, point, now)
+            now = where.at or now
             row = self._row(hold_id, "hold", request_hash, now, product_code=product, point_code=point,
                             card_serial=card_serial, holder_type=where.holder[0], holder_id=where.holder[1])
             if where.refusal is not None or where.state is None:
@@ -278,11 +283,7 @@ class LedgerService:
                 return self._apply(conn, row, None)
             state = repo.lock_allowance(conn, int(hold["allowance_id"]))
             assert state is not None, "a hold always points at its allowance"
-            if state.period_start > now:
-                # While this waited for the row, a writer whose clock had been read later restarted the
-                # rolling window: the movement lands in that window, so it is dated no earlier than it
-                # (else the journal shows a debit before the window it counts in, and reconcile cries).
-                now = row["created_at"] = state.period_start
+            now = row["created_at"] = not_before(now, state)  # a restart by a later-clocked writer
             row.update(self._state_fields(state))
             reserved = int(hold["reserved_qty"])
             expired = now >= hold["expires_at"]
@@ -415,6 +416,7 @@ class LedgerService:
             # The holder's current row is locked, open window or not: it serialises the reversals of one
             # debit, so two cannot both credit its last litre.
             current = repo.lock_current_allowances(conn, [key], now).get(key)
+            now = not_before(now, current)
             stored = repo.find_entries(conn, [entry_id]).get(entry_id)
             if stored is not None:  # a twin of this request committed while this one waited for the lock
                 return _reversal_replay(stored, request_hash, entry_id)
@@ -466,6 +468,7 @@ class LedgerService:
         to correct for a top-up: a closed window is ``period_closed`` either way."""
         key = (str(original["holder_type"]), int(original["holder_id"]), str(original["product_code"]))
         current = repo.lock_current_allowances(conn, [key], now).get(key)
+        now = not_before(now, current)
         stored = repo.find_entries(conn, [entry_id]).get(entry_id)
         if stored is not None:  # a twin of this request committed while this one waited for the lock
             return _reversal_replay(stored, request_hash, entry_id)
@@ -583,6 +586,7 @@ class LedgerService:
                 return replay(stored, request_hash, entry_id)
             key = (holder_type, holder_id, product)
             state = repo.lock_current_allowances(conn, [key], now).get(key)
+            now = not_before(now, state)
             row = self._row(entry_id, "topup", request_hash, now, actor=actor, reason=reason,
                             holder_type=holder_type, holder_id=holder_id, product_code=product)
             if state is None or not is_current(state, self.terms_for(conn, state.rule_version_id), now):
@@ -615,6 +619,7 @@ class LedgerService:
                 return replay(stored, request_hash, entry_id)
             key = (holder_type, holder_id, product)
             state = repo.lock_current_allowances(conn, [key], now).get(key)
+            now = not_before(now, state)
             row = self._row(entry_id, "rebind", request_hash, now, actor=actor, point_code=point,
                             holder_type=holder_type, holder_id=holder_id, product_code=product)
             if state is None:

@@ -452,6 +452,15 @@ def decide_withdraw_topup(state: AllowanceState, topup: ReversedDebit, quantity_
     return Decision(Result.OK, new, 0)
 
 
+def not_before(now: datetime, *states: AllowanceState | None) -> datetime:
+    """A time read before the allowance rows were locked, moved up to the window start a writer whose clock
+    was read later set while this waited (a rolling restart): the movement lands in that window, so it is
+    dated and decided no earlier than it (else ``not_eligible`` or ``period_closed`` for a window "not yet
+    begun", and a journal row before the window it counts in). Rows are locked only if they began by
+    ``now``, so a later start can only come from such a writer."""
+    return max([now, *(s.period_start for s in states if s is not None)])
+
+
 def first_station(before: AllowanceState, after: AllowanceState) -> str | None:
     """The station a fill (a redemption or a hold's post) first tied the card to, or None: rows waiting
     to take over (a renewal, a period opened ahead) take it too (``adopt_pending_homes``)."""

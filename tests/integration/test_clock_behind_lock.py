@@ -13,15 +13,16 @@ Seed (``ledger_seed``): gas one cylinder every 23 days (rolling); family 1 gets 
 from __future__ import annotations
 
 import threading
-import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import Engine, text
 
 from quota.engine import GroupCommitEngine
-from quota.redemption import Redemption, StaticTerms
+from quota.redemption import Outcome, Redemption, StaticTerms
 from quota.service import LedgerService
-from tests.integration.ledger_seed import NOW, TERMS, seed
+from tests.integration.ledger_seed import NOW, TERMS, Population, seed
 from tests.integration.pg_locks import wait_for_lock_waiter
 from tests.integration.test_ledger_reversals import World, rid
 
@@ -52,9 +53,18 @@ def test_a_post_that_read_its_clock_before_a_window_restart_is_dated_in_the_new_
     assert report.ok, report.findings
 
 
-def test_a_group_that_waited_for_a_restarted_window_redeems_in_it(pg_engine: Engine) -> None:
-    """PostgreSQL: the group's lock query picks the row as it was, waits for the writer holding it, and
-    gets the row with the window that writer restarted at a later time than the group's clock."""
+MOVEMENTS: dict[str, Callable[[LedgerService, Population], Outcome]] = {
+    "redeem": lambda svc, pop: svc.redeem(Redemption(rid(), pop.member_cards[1][1], "gas", 1, "P2")),
+    "hold": lambda svc, pop: svc.hold(rid(), pop.member_cards[1][1], "gas", 1, "P2"),
+    "topup": lambda svc, pop: svc.topup(rid(), "family", 1, "gas", 1, "large family", "user:reg"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MOVEMENTS))
+def test_a_movement_that_waited_for_a_restarted_window_lands_in_it(pg_engine: Engine, kind: str) -> None:
+    """PostgreSQL: the movement's lock query picks the row as it was, waits for the writer holding it, and
+    gets the row with the window that writer restarted at a later time than the movement's clock; before,
+    a redemption group, a hold or a top-up then judged the window "not yet begun": ``not_eligible``."""
     pop = seed(pg_engine)
     five_cylinders(pg_engine)
     terms = StaticTerms(TERMS)
@@ -69,8 +79,7 @@ def test_a_group_that_waited_for_a_restarted_window_redeems_in_it(pg_engine: Eng
                            "WHERE holder_id = 1 AND product_code = 'gas'"),
                       {"s": restarted, "e": restarted + timedelta(days=23)})
         answers: list[str] = []
-        waiting = threading.Thread(target=lambda: answers.append(
-            svc.redeem(Redemption(str(uuid.uuid4()), pop.member_cards[1][1], "gas", 1, "P2")).result))
+        waiting = threading.Thread(target=lambda: answers.append(MOVEMENTS[kind](svc, pop).result))
         waiting.start()
         wait_for_lock_waiter(pg_engine, "the group")
         tx.commit()
@@ -78,5 +87,6 @@ def test_a_group_that_waited_for_a_restarted_window_redeems_in_it(pg_engine: Eng
         waiting.join(30)
     assert answers == ["ok"]
     with pg_engine.connect() as conn:
-        created = conn.execute(text("SELECT max(created_at) FROM journal WHERE kind = 'redeem'")).scalar_one()
+        created = conn.execute(text("SELECT max(created_at) FROM journal WHERE kind = :k"),
+                               {"k": kind}).scalar_one()
     assert created >= restarted
