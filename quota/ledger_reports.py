@@ -53,7 +53,8 @@ def quota_for_card(
     would be granted now (``available_now``). A card that is not active (blocked, lost, replaced) keeps
     its lines — the holder's figures are the same for a replacement card — but every redemption with it
     is ``card_blocked``: each line says so (``card_state``, ``card_state_reason``) with nothing
-    available now and no next possible time."""
+    available now and no next possible time. A member's card lists, per product, the allowance the ledger
+    draws from: its own when one serves, else the family's (``candidate_keys``' order), never both."""
     with db.connect() as conn:
         card = repo.find_cards(conn, [serial]).get(serial)
         if card is None:
@@ -61,16 +62,17 @@ def quota_for_card(
         active = card.state == "active"
         reason = None if active else repo.card_state_reason(conn, serial)
         lines: list[QuotaLine] = []
-        holders = {(k[0], k[1]) for k in candidate_keys(card, "")}
-        for holder_type, holder_id in sorted(holders):
+        listed: set[str] = set()  # products an earlier candidate (the card's own allowance) serves
+        for holder_type, holder_id, _ in candidate_keys(card, ""):
             latest: dict[str, Any] = {}
             for state in repo.allowances_of_holder(conn, holder_type, holder_id):
                 if state.period_start <= now:
                     latest[state.product_code] = state
             for product, state in sorted(latest.items()):
                 terms = terms_for(conn, state.rule_version_id)
-                if not is_current(state, terms, now):
+                if product in listed or not is_current(state, terms, now):
                     continue
+                listed.add(product)
                 window = current_window(state, terms, now)
                 available, next_at = available_now(state, terms, point_code, now) if active else (0, None)
                 end = window.period_end

@@ -91,6 +91,27 @@ def test_members_draw_the_family_allowance_at_two_points_and_the_family_sees_who
     assert sugar.remaining_qty == 1000 and sugar.holder_type == "family"
 
 
+def test_a_member_card_is_shown_the_allowance_it_draws_from(world) -> None:
+    """A member with an allowance of their own draws from it, not from the family's: the quota lists that
+    one line for the product (before, both were listed, so a clerk saw the family's 5 kg as drawable)."""
+    svc, pop, db = world
+    one, _ = pop.member_cards[1]
+    with db.begin() as conn:
+        conn.execute(text("INSERT INTO allowances (id, holder_type, holder_id, product_code, "
+                          "rule_version_id, period_start, period_end, base_qty, granted_qty) VALUES "
+                          "(100, 'person', 1, 'sugar', 1, :s, :e, 700, 700)"),
+                     {"s": T0, "e": T0 + timedelta(days=30)})
+    lines = [line for line in quota_for_card(db, StaticTerms(TERMS), one, NOW) or []
+             if line.product_code == "sugar"]
+    assert [(line.holder_type, line.remaining_qty, line.available_now_qty) for line in lines] == \
+        [("person", 700, 700)]
+    assert svc.redeem(Redemption(rid(), one, "sugar", 701, "P1")).result == "exceeds_allowance"
+    assert svc.redeem(Redemption(rid(), one, "sugar", 700, "P1")).remaining_qty == 0
+    family = [line for line in quota_for_card(db, StaticTerms(TERMS), pop.family_card[1], NOW) or []
+              if line.product_code == "sugar"]
+    assert [(line.holder_type, line.remaining_qty) for line in family] == [("family", 5000)]
+
+
 def test_fill_cap_gap_and_binding_through_the_engine(world) -> None:
     svc, pop, _ = world
     card = pop.family_card[1]
