@@ -527,12 +527,15 @@ def _next_granted(
     state: AllowanceState, terms: Terms, window: AllowanceState, point: str, now: datetime
 ) -> datetime | None:
     """The first instant after ``now`` at which a redemption would be granted, among those at which the
-    ledger's answer changes by the calendar alone: the end of the minimum gap and each batch still to
-    be released (the next regular batch, not a catch-up batch the holder, having drawn, cannot use).
-    A calendar period's end is not one: the next period is another allowance."""
+    ledger's answer changes by the calendar alone: the end of the minimum gap, the end of a running rolling
+    window (the next cylinder "every 23 days"), and each batch still to be released (the next regular
+    batch, not a catch-up batch the holder, having drawn, cannot use). A calendar period's end is not
+    one: the next period is another allowance."""
     instants: set[datetime] = set()
     if terms.min_gap_s is not None and window.last_redeemed_at is not None:
         instants.add(window.last_redeemed_at + timedelta(seconds=terms.min_gap_s))
+    if terms.period_kind is PeriodKind.ROLLING and window.period_end is not None:
+        instants.add(window.period_end)
     at = now
     while True:  # every batch still to come, in order (``batches.state`` names the next after ``at``)
         nxt = batches.state(terms.batches, window.period_start, at, window.granted_qty, window.used_qty,

@@ -100,3 +100,17 @@ def test_a_spaced_fill_is_capped_and_then_waits_for_the_gap() -> None:
     assert available_now(filled, terms, None, T0 + 2 * DAY) == (50, None)
     assert available_now(filled, terms, "P2", T0 + 2 * DAY) == (0, None)  # tied to P1
     assert available_now(filled._replace(held_qty=10), terms, None, T0 + 3 * DAY) == (0, None)  # pump runs
+
+
+def test_a_used_up_rolling_window_names_the_day_it_ends() -> None:
+    """A cylinder every 23 days, drawn on the 1st: nothing until the window ends, and the holder is told
+    when (before, no date was given)."""
+    terms = Terms(rule_version_id=1, product_code="gas", period_kind=PeriodKind.ROLLING, rolling_days=23,
+                  tiers=(PriceTier("base", 100),))
+    state = AllowanceState(id=1, holder_type="family", holder_id=1, product_code="gas", rule_version_id=1,
+                           period_start=T0, period_end=T0 + 23 * DAY, base_qty=1, granted_qty=1, used_qty=1,
+                           last_redeemed_at=T0)
+    assert available_now(state, terms, None, T0 + 5 * DAY) == (0, T0 + 23 * DAY)
+    assert available_now(state, terms, None, T0 + 23 * DAY) == (1, None)
+    pump = state._replace(used_qty=0, held_qty=1)  # a pump holds the window's cylinder: no date either
+    assert available_now(pump, terms, None, T0 + 5 * DAY) == (0, None)
