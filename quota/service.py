@@ -412,14 +412,10 @@ class LedgerService:
             made = repo.utc(original["created_at"])
             if max_age is not None and made is not None and now - made > max_age:
                 return Outcome(entry_id, Result.ADVICE_TOO_LATE.value)
-            key = (str(original["holder_type"]), int(original["holder_id"]), str(original["product_code"]))
-            # The holder's current row is locked, open window or not: it serialises the reversals of one
-            # debit, so two cannot both credit its last litre.
-            current = repo.lock_current_allowances(conn, [key], now).get(key)
-            now = not_before(now, current)
-            stored = repo.find_entries(conn, [entry_id]).get(entry_id)
-            if stored is not None:  # a twin of this request committed while this one waited for the lock
-                return _reversal_replay(stored, request_hash, entry_id)
+            locked = self._lock_corrected(conn, original, entry_id, request_hash, now)
+            if isinstance(locked, Outcome):
+                return locked
+            key, current, now = locked
             so_far = repo.reversals_of(conn, ref_entry_id)
             debit = ReversedDebit(int(original["quantity_qty"]), so_far.quantity_qty, original["point_code"])
             qty = debit.reversible_qty if quantity_qty is None else quantity_qty
@@ -454,6 +450,21 @@ class LedgerService:
             self._credit_stock(conn, original["point_code"], key[2], qty)  # allowance rows, then stock
             return self._apply(conn, row, decision)
 
+    @staticmethod
+    def _lock_corrected(
+        conn: Connection, original: dict[str, Any], entry_id: str, request_hash: str, now: datetime
+    ) -> tuple[repo.HolderKey, AllowanceState | None, datetime] | Outcome:
+        """The holder's current row of the entry a correction refers to, locked, open window or not (it
+        serialises the corrections of one entry, so two cannot both take back its last litre), with the
+        correction's time (``not_before``); or the answer of a twin of this request that committed while
+        this one waited for the lock."""
+        key = (str(original["holder_type"]), int(original["holder_id"]), str(original["product_code"]))
+        current = repo.lock_current_allowances(conn, [key], now).get(key)
+        stored = repo.find_entries(conn, [entry_id]).get(entry_id)
+        if stored is not None:
+            return _reversal_replay(stored, request_hash, entry_id)
+        return key, current, not_before(now, current)
+
     def _withdraw_topup(self, conn: Connection, entry_id: str, original: dict[str, Any],
                         quantity_qty: int | None, request_hash: str, actor: str, reason: str,
                         now: datetime) -> Outcome:
@@ -466,12 +477,10 @@ class LedgerService:
         beyond what the window has left (the answer's ``remaining_qty``: withdraw that much instead),
         ``already_reversed`` / ``exceeds_reversible`` as for a debit. A stock-only correction has nothing
         to correct for a top-up: a closed window is ``period_closed`` either way."""
-        key = (str(original["holder_type"]), int(original["holder_id"]), str(original["product_code"]))
-        current = repo.lock_current_allowances(conn, [key], now).get(key)
-        now = not_before(now, current)
-        stored = repo.find_entries(conn, [entry_id]).get(entry_id)
-        if stored is not None:  # a twin of this request committed while this one waited for the lock
-            return _reversal_replay(stored, request_hash, entry_id)
+        locked = self._lock_corrected(conn, original, entry_id, request_hash, now)
+        if isinstance(locked, Outcome):
+            return locked
+        _, current, now = locked
         ref_entry_id = str(original["entry_id"])
         withdrawn = repo.reversals_of(conn, ref_entry_id).quantity_qty
         granted = ReversedDebit(int(original["quantity_qty"]), withdrawn)
