@@ -250,7 +250,7 @@ class PointAgent:
         except BackendRefused as exc:
             return self._finish(
                 tap, rid, product_code, quantity_qty, "refused", exc.code, offline=False,
-                possible_at=receipt.possible_at(exc.detail),
+                remaining_qty=receipt.remaining_of(exc.detail), possible_at=receipt.possible_at(exc.detail),
             )
         except BackendUnavailable:
             # The answer is lost: the backend may have debited. Serve offline if the card allows; if

@@ -208,6 +208,12 @@ def possible_at(detail: object) -> dt.datetime | None:
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
+def remaining_of(detail: object) -> int | None:
+    """What the allowance has left, from a refusal's detail (the ledger's stored answer), if it says."""
+    value = detail.get("remaining_qty") if isinstance(detail, Mapping) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 @dataclass(frozen=True)
 class ReceiptData:
     point_code: str

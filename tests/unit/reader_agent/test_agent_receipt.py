@@ -77,6 +77,7 @@ def test_the_receipt_names_the_fill_in_litres_and_local_time_and_says_when_next(
     lines = [line.strip(LRM) for line in again.receipt.splitlines()]
     assert again.result == "too_soon" and "Next draw: 2026-11-20 01:30 Asia/Damascus" in lines
     assert "Result: Too soon (too_soon)" in lines and "النتيجة: قبل الموعد المسموح" in lines
+    assert "Quantity: 0 L" in lines and "Remaining: 20 L" in lines  # a refusal says what is left
     outbox.close()
     # A later run (offline from the start, say) still knows the names: kept in the outbox.
     restarted = PointAgent(object(), Outbox(tmp_path / "outbox.sqlite3"), "P")  # type: ignore[arg-type]
