@@ -134,6 +134,7 @@ class Catalogue:
 
     products: Mapping[str, ProductName] = field(default_factory=dict)
     timezone: str = field(default_factory=default_timezone)
+    point: tuple[str, str, str] | None = None  # this point: (code, Arabic name, English name)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -156,11 +157,22 @@ class Catalogue:
                     str(item.get("unit") or ""),
                 )
         timezone = str(answer.get("timezone") or "")
-        return Catalogue(products, timezone if timezone and _zone(timezone) else self.timezone)
+        point = answer.get("point")
+        names = self.point
+        if isinstance(point, Mapping) and point.get("code") and point.get("name_ar"):
+            names = (str(point["code"]), str(point["name_ar"]), str(point.get("name_en") or ""))
+        return Catalogue(products, timezone if timezone and _zone(timezone) else self.timezone, names)
+
+    def point_names(self, code: str) -> tuple[str, str]:
+        """(Arabic, English) names of this point for the receipt; its code until a tap told them."""
+        if self.point is None or self.point[0] != code:
+            return code, code
+        return self.point[1], self.point[2] or self.point[1]
 
     def to_json(self) -> str:
         products = {code: [p.name_ar, p.name_en, p.unit] for code, p in sorted(self.products.items())}
-        return json.dumps({"products": products, "timezone": self.timezone}, ensure_ascii=False)
+        return json.dumps({"products": products, "timezone": self.timezone, "point": self.point},
+                          ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str | None) -> Catalogue:
@@ -169,9 +181,13 @@ class Catalogue:
             saved = json.loads(text) if text else {}
             products = {str(code): ProductName(*map(str, names)) for code, names in saved["products"].items()}
             timezone = str(saved["timezone"])
+            point = saved.get("point")
+            names = None
+            if isinstance(point, list) and len(point) == 3:
+                names = (str(point[0]), str(point[1]), str(point[2]))
         except (ValueError, TypeError, KeyError, AttributeError):
             return cls()
-        return cls(products, timezone if _zone(timezone) else default_timezone())
+        return cls(products, timezone if _zone(timezone) else default_timezone(), names)
 
 
 class SettingsStore(Protocol):
@@ -260,7 +276,8 @@ def render(data: ReceiptData, catalogue: Catalogue | None = None) -> str:
     qty_en, qty_ar = _qty(data.quantity_qty if data.result == "ok" else 0, product.unit)
     result_ar, result_en = result_texts(data.result)
     lines = [rule, "إيصال صرف / Redemption receipt"]
-    lines += _field("المركز", "Point", data.point_code, data.point_code)
+    point_ar, point_en = catalogue.point_names(data.point_code)
+    lines += _field("المركز", "Point", point_ar, point_en)
     lines += _field("التاريخ", "Date", _ar(when), when)
     lines += _field("البطاقة", "Card", data.card_serial, data.card_serial)
     lines += _field("المادة", "Product", product.name_ar, product.name_en)

@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from card_backend.auth.deps import require_roles
@@ -23,6 +24,7 @@ from card_backend.cardauth.schemas import (
     CardCertificateOut,
     ChallengeOut,
     KeyIn,
+    PointNameOut,
     ProductNameOut,
     PublicKeysOut,
     SignedOutcomeOut,
@@ -165,7 +167,13 @@ def verify(
             if p.code in {*products, *(line.product_code for line in quota)}
         ],
         timezone=request.app.state.settings.timezone,
+        point=_point_names(session, principal),
     )
+
+
+def _point_names(session: Session, principal: Principal) -> PointNameOut | None:
+    names = service.point_names(CardAuthRepository(session), principal)
+    return None if names is None else PointNameOut(code=names[0], name_ar=names[1], name_en=names[2])
 
 
 @router.post("/redeem", response_model=SignedOutcomeOut, responses={409: {"description": "refused"}})

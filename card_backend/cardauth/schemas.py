@@ -61,6 +61,14 @@ class ProductNameOut(BaseModel):
     unit: str = Field(description="ml, g, piece, bundle, ...: quantities are whole numbers of it.")
 
 
+class PointNameOut(BaseModel):
+    """The tapping point as its families know it (the receipt and the family's message name it so)."""
+
+    code: str
+    name_ar: str
+    name_en: str
+
+
 class VerifiedOut(BaseModel):
     """A genuine card: who it serves, what it may still draw, and its offline allowances."""
 
@@ -76,6 +84,7 @@ class VerifiedOut(BaseModel):
     timezone: str = Field(
         description="The deployment's zone (CARD_TIMEZONE, an IANA name): receipts give local times in it."
     )
+    point: PointNameOut | None = Field(None, description="The tapping point's names, for the receipt.")
 
 
 class SignedRedemptionIn(_In):

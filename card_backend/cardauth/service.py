@@ -71,6 +71,12 @@ def device_point(repo: CardAuthRepository, principal: Principal) -> tuple[int, s
     return principal.device_id, point.code, list(point.products)
 
 
+def point_names(repo: CardAuthRepository, principal: Principal) -> tuple[str, str, str] | None:
+    """The calling device's point as families know it: (code, Arabic name, English name)."""
+    point = repo.point(principal.point_id) if principal.point_id is not None else None
+    return None if point is None else (point.code, point.name_ar, point.name_en or point.name_ar)
+
+
 def _active_card_with_key(repo: CardAuthRepository, serial: str) -> tuple[Card, bytes]:
     card = repo.card(serial, for_update=True)
     if card is None:

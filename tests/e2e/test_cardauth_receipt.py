@@ -61,6 +61,7 @@ def test_the_tap_answer_names_the_products_and_the_zone(
     assert products["sugar"] == {"code": "sugar", "name_ar": "سكر", "name_en": "Sugar", "unit": "g"}
     assert products["diesel"]["unit"] == "ml" and products["gas"]["name_en"] == "Gas cylinder"
     assert body["timezone"] == "Asia/Damascus"  # CARD_TIMEZONE's default
+    assert body["point"] == {"code": "P1", "name_ar": "مركز ١", "name_en": "Outlet 1"}  # as families know it
     app.state.settings = app.state.settings.model_copy(update={"timezone": "Europe/Berlin"})
     assert _tap(client, device, card)["timezone"] == "Europe/Berlin"
 
