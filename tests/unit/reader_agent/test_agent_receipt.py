@@ -34,7 +34,7 @@ class Backend:
     def verify(self, *_: object) -> dict[str, Any]:
         return {"quota": [], "balance_certificates": [], "timezone": "Asia/Damascus",
                 "products": [{"code": "gasoline", "name_ar": "بنزين", "name_en": "Gasoline", "unit": "ml"}],
-                "point": {"code": "P", "name_ar": "محطة المزة", "name_en": "Mezzeh station"}}
+                "point": {"code": "P", "name_ar": "محطة المزة 2", "name_en": "Mezzeh station 2"}}
 
     def redeem(self, item: dict[str, Any]) -> dict[str, Any]:
         self.fills += 1
@@ -74,7 +74,7 @@ def test_the_receipt_names_the_fill_in_litres_and_local_time_and_says_when_next(
     lines = [line.strip(LRM) for line in done.receipt.splitlines()]
     assert done.ok and "Date: 2026-11-19 01:30 Asia/Damascus" in lines and "Product: Gasoline" in lines
     assert "Quantity: 20 L" in lines and "Remaining: 20 L" in lines and "المادة: بنزين" in lines
-    assert "Point: Mezzeh station" in lines and "المركز: محطة المزة" in lines  # as the family's message
+    assert "Point: Mezzeh station 2" in lines and "المركز: محطة المزة ٢" in lines  # as the family's message
     again = agent.redeem(tap, "gasoline", 5_000)
     lines = [line.strip(LRM) for line in again.receipt.splitlines()]
     assert again.result == "too_soon" and "Next draw: 2026-11-20 01:30 Asia/Damascus" in lines
@@ -84,5 +84,5 @@ def test_the_receipt_names_the_fill_in_litres_and_local_time_and_says_when_next(
     # A later run (offline from the start, say) still knows the names: kept in the outbox.
     restarted = PointAgent(object(), Outbox(tmp_path / "outbox.sqlite3"), "P")  # type: ignore[arg-type]
     assert restarted.catalogue.product("gasoline") == ProductName("بنزين", "Gasoline", "ml")
-    assert restarted.catalogue.point_names("P") == ("محطة المزة", "Mezzeh station")
+    assert restarted.catalogue.point_names("P") == ("محطة المزة 2", "Mezzeh station 2")
     assert restarted.catalogue.point_names("Q") == ("Q", "Q")  # another point's receipt keeps its code
