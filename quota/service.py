@@ -656,9 +656,9 @@ class LedgerService:
         return ledger_reports.stock_report(self.db, point_code, day_from, day_to, zone)
 
     def quota_for_card(
-        self, serial: str, now: datetime | None = None
+        self, serial: str, now: datetime | None = None, point_code: str | None = None
     ) -> list[ledger_reports.QuotaLine] | None:
-        return ledger_reports.quota_for_card(self.db, self.terms_for, serial, now or self.clock())
+        return ledger_reports.quota_for_card(self.db, self.terms_for, serial, now or self.clock(), point_code)
 
     def family_draws(self, family_id: int, limit: int = 200) -> list[dict[str, Any]]:
         return ledger_reports.family_draws(self.db, family_id, limit)

@@ -105,7 +105,6 @@ RESULTS: dict[str, tuple[str, str]] = {
 }
 REFUSED = ("رُفضت العملية", "Refused")
 """A code this table does not know yet: still a refusal in both languages, the code beside it."""
-RESULTS_AR = {code: arabic for code, (arabic, _) in RESULTS.items()}
 
 
 def default_timezone() -> str:
@@ -212,7 +211,11 @@ def recall(store: SettingsStore) -> Catalogue:
 
 def possible_at(detail: object) -> dt.datetime | None:
     """When a refused draw becomes possible, from a refusal's detail (the ledger's stored answer)."""
-    value = detail.get("possible_at") if isinstance(detail, Mapping) else None
+    return moment(detail.get("possible_at") if isinstance(detail, Mapping) else None)
+
+
+def moment(value: object) -> dt.datetime | None:
+    """A time as the backend's JSON writes it (ISO 8601; naive: UTC), or None for anything else."""
     if isinstance(value, dt.datetime):
         return value
     if not isinstance(value, str) or not value:

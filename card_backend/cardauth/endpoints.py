@@ -38,7 +38,6 @@ from card_backend.deps import SessionDep
 from card_backend.ledger.endpoints import LedgerDep
 from card_backend.ledger.errors import LedgerBusy, LedgerRefused
 from card_backend.ledger.schemas import OutcomeOut, QuotaLineOut
-from quota import ledger_reports, rules_repository
 from quota.engine import EngineBusy
 from quota.redemption import Outcome, Redemption
 from quota.service import LedgerService
@@ -88,7 +87,7 @@ def _certificates(
     runs, a pump hold is pending or the card is tied to another station; at most the fill cap), less
     offline spending not yet synced, so an offline point never hands out what the ledger would refuse."""
     now = ledger.clock()  # the ledger's time decides periods, so certificates follow it too
-    lines = ledger_reports.quota_for_card(ledger.db, ledger.terms_for, serial, now, point_code) or []
+    lines = ledger.quota_for_card(serial, now, point_code) or []
     quota = [QuotaLineOut.model_validate(line, from_attributes=True) for line in lines]
     certificates = [
         _balance_out(
@@ -163,8 +162,7 @@ def verify(
         # For the receipt: the names and units of what this tap can draw, and the zone of local times.
         products=[
             ProductNameOut.model_validate(p, from_attributes=True)
-            for p in rules_repository.list_products(session)
-            if p.code in {*products, *(line.product_code for line in quota)}
+            for p in service.products_named(session, {*products, *(line.product_code for line in quota)})
         ],
         timezone=request.app.state.settings.timezone,
         point=_point_names(session, principal),

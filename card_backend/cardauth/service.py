@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -33,6 +34,8 @@ from card_backend.cardauth.errors import (
 from card_backend.cardauth.models import CardChallenge, CardTransaction
 from card_backend.cardauth.repository import CardAuthRepository
 from card_backend.cardauth.settings import CardAuthSettings
+from quota import rules_repository
+from quota.models import Product
 from reader_agent import protocol
 from reader_agent.protocol import BalanceCertificate, CardCertificate, HolderType
 from reader_agent.tlv import MalformedDataError
@@ -69,6 +72,11 @@ def device_point(repo: CardAuthRepository, principal: Principal) -> tuple[int, s
     if point is None:
         raise WrongPoint("the device's point no longer exists")
     return principal.device_id, point.code, list(point.products)
+
+
+def products_named(session: Session, codes: Collection[str]) -> list[Product]:
+    """The products of ``codes`` with their names and units, for the citizen's receipt."""
+    return [p for p in rules_repository.list_products(session) if p.code in codes]
 
 
 def point_names(repo: CardAuthRepository, principal: Principal) -> tuple[str, str, str] | None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from quota.domain.texts import arabic_digits, local_time, quantity
 from reader_agent.agent import PointAgent, Tap, TapRefused
-from reader_agent.receipt import Catalogue, possible_at
+from reader_agent.receipt import Catalogue, moment
 
 
 class TapIn(BaseModel):
@@ -36,7 +36,7 @@ def _line(catalogue: Catalogue, code: str, available: int, next_at: object = Non
     product's unit (as the receipt and the family's message write it), and when more may be drawn."""
     product = catalogue.product(code)
     text_en, text_ar = quantity(available, product.unit)
-    when = possible_at({"possible_at": next_at})
+    when = moment(next_at)
     return {"product_code": code, "available_qty": available, "name_ar": product.name_ar,
             "name_en": product.name_en, "available_en": text_en, "available_ar": arabic_digits(text_ar),
             "next_possible": local_time(when, catalogue.zone) if when else None}
