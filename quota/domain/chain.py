@@ -161,7 +161,7 @@ class ChainHead:
 
     @property
     def anchor(self) -> str:
-        return f"{self.seal_id}:{self.seal_hash}"
+        return str(Anchor(self.seal_id, self.seal_hash))
 
 
 def sealed_line(seal: Seal) -> str:
